@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+# The torch requirement installed first; override for a CUDA build, e.g. make install TORCH="torch==2.5.1"
+TORCH ?= torch==2.13.0
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED_DATA ?= ../shared/datasets
+PREPARE_FROM := $(if $(wildcard $(SHARED_DATA)),--from $(SHARED_DATA),)
+DEMO_CONFIG ?= redocred_minilm_cpu.yaml
+PYTEST_ARGS ?=
+
+.PHONY: install data test test-slow demo clean-cache
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test,demo,bench]"
+	touch $@
+
+data: datasets/re-docred/.prepared datasets/docred-meta/.prepared
+
+datasets/%/.prepared: datasets/prepare.py | $(VENV)/.installed
+	$(BIN)/python datasets/prepare.py $* $(PREPARE_FROM)
+
+test: install data
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install data
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+demo: install data
+	$(BIN)/python experiments/run.py --config $(DEMO_CONFIG)
+
+clean-cache:
+	rm -rf .cache
