@@ -1,0 +1,157 @@
+"""A DocRED-format file as a list of HDGs, built once and cached on disk.
+
+The cache key covers everything the graphs depend on: the file's content (sha256), the
+tokenizer (its name and the hash of its serialized vocabulary and rules), ``rel2id`` and
+:data:`~pyg_docre.data.hdg.BUILDER_VERSION`. Cache files hold plain tensors and strings only and
+load with ``torch.load(weights_only=True)`` (no pickle). A cache is written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from os import PathLike
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from .docred import load_docred
+from .hdg import BUILDER_VERSION, PAIR_EDGE_TYPE, DocumentGraph, build_hdg
+
+__all__ = ["DocREDDataset", "tokenizer_fingerprint", "parse_doc_range"]
+
+log = logging.getLogger(__name__)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash identifying a tokenizer's behaviour (vocabulary, normaliser, rules)."""
+    h = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        # Truncation and padding are call-time state that the wrapper rewrites on every call.
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        h.update(json.dumps(spec, sort_keys=True).encode())
+    else:
+        h.update(repr(tokenizer).encode())
+    h.update(type(tokenizer).__name__.encode())
+    return h.hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def parse_doc_range(spec: str | Sequence[int] | None, num_docs: int) -> list[int]:
+    """Document indices from ``None`` (all), a slice string ``"0:450"`` or a list of indices."""
+    if spec is None:
+        return list(range(num_docs))
+    if isinstance(spec, str):
+        parts = spec.split(":")
+        if len(parts) != 2:
+            raise ValueError(f"document range {spec!r}: expected 'start:stop'")
+        try:
+            start, stop = (int(p) if p.strip() else None for p in parts)
+        except ValueError:
+            raise ValueError(f"document range {spec!r}: start and stop must be integers") from None
+        indices = list(range(num_docs))[slice(start, stop)]
+    else:
+        indices = [int(i) for i in spec]
+    bad = [i for i in indices if not 0 <= i < num_docs]
+    if bad:
+        raise ValueError(f"document range {spec!r}: indices {bad[:5]} outside 0..{num_docs - 1}")
+    if not indices:
+        raise ValueError(f"document range {spec!r} selects no document of {num_docs}")
+    return indices
+
+
+class DocREDDataset(Dataset):
+    """The HDGs of a DocRED-format file (optionally a range of its documents).
+
+    Args:
+        path: the DocRED-format JSON file.
+        tokenizer: the encoder's fast tokenizer.
+        rel2id: relation P-id -> class id.
+        cache_dir: where to cache the built graphs (``None``: no cache).
+        docs: which documents to keep: ``None`` (all), ``"start:stop"`` or a list of indices.
+            The cache always holds the whole file, so ranges of one file share it.
+
+    Items are :class:`~pyg_docre.data.hdg.DocumentGraph` objects; batch them with
+    ``torch_geometric.loader.DataLoader``. ``dataset.documents`` holds the raw documents of the
+    selected range (for the scorer and for writing predictions).
+    """
+
+    def __init__(self, path: str | PathLike, tokenizer, rel2id: Mapping[str, int], *,
+                 cache_dir: str | PathLike | None = None,
+                 docs: str | Sequence[int] | None = None):
+        self.path = Path(path)
+        all_docs = load_docred(self.path, rel2id=rel2id)
+        self.indices = parse_doc_range(docs, len(all_docs))
+        self.documents = [all_docs[i] for i in self.indices]
+        graphs = self._load_or_build(all_docs, tokenizer, rel2id, cache_dir)
+        self.graphs = [graphs[i] for i in self.indices]
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def __getitem__(self, index: int) -> DocumentGraph:
+        return self.graphs[index]
+
+    def cache_key(self, tokenizer, rel2id: Mapping[str, int]) -> str:
+        h = hashlib.sha256()
+        for part in (_file_sha256(self.path), tokenizer_fingerprint(tokenizer),
+                     json.dumps(dict(rel2id), sort_keys=True), str(BUILDER_VERSION)):
+            h.update(part.encode())
+            h.update(b"\0")
+        return h.hexdigest()[:24]
+
+    def _load_or_build(self, all_docs, tokenizer, rel2id, cache_dir) -> list[DocumentGraph]:
+        if cache_dir is None:
+            return [build_hdg(d, tokenizer, rel2id, validate=False) for d in all_docs]
+        cache_file = Path(cache_dir) / f"{self.path.stem}-{self.cache_key(tokenizer, rel2id)}.pt"
+        if cache_file.exists():
+            log.info("loading HDGs from cache %s", cache_file)
+            return [_from_plain(d) for d in torch.load(cache_file, weights_only=True)]
+        graphs = [build_hdg(d, tokenizer, rel2id, validate=False) for d in all_docs]
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save([_to_plain(g) for g in graphs], f)
+            os.replace(tmp, cache_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        log.info("cached %d HDGs in %s", len(graphs), cache_file)
+        return graphs
+
+
+_PAIR_KEY = "|".join(PAIR_EDGE_TYPE)
+
+
+def _to_plain(graph: DocumentGraph) -> dict:
+    """A dict of tensors, strings and numbers (loadable without pickle); labels as bool."""
+    plain = {}
+    for key, value in graph.to_dict().items():
+        if isinstance(key, tuple):
+            key = "|".join(key)
+        plain[key] = dict(value) if isinstance(value, Mapping) else value
+    plain[_PAIR_KEY]["y"] = plain[_PAIR_KEY]["y"].bool()
+    return plain
+
+
+def _from_plain(plain: dict) -> DocumentGraph:
+    plain[_PAIR_KEY]["y"] = plain[_PAIR_KEY]["y"].float()
+    mapping = {}
+    for key, value in plain.items():
+        mapping[tuple(key.split("|")) if "|" in key else key] = value
+    return DocumentGraph.from_dict(mapping)
