@@ -1,0 +1,140 @@
+"""Command line: ``python -m pyg_docre <command>`` (also installed as ``pyg-docre``).
+
+Commands:
+
+``evaluate --pred P --gold G [--train T] [--rel-info R] [--per-relation]``
+    Scores an official-format ``result.json`` against a gold DocRED file and prints ONE JSON line
+    on stdout, in percent, with the keys ``precision recall f1 ign_f1 intra_f1 inter_f1``
+    (``ign_f1`` is ``null`` without ``--train``). ``--per-relation`` also prints the per-relation
+    table to stderr (names from ``--rel-info``).
+
+Bad input (missing file, invalid JSON, malformed document or prediction) prints a one-line
+error naming the file and exits with status 2.
+
+Each command is a ``_add_<command>(subparsers)`` function that registers its parser and sets
+``handler``; a new command (e.g. ``predict``) adds one such function to :data:`_COMMANDS`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+__all__ = ["CLIError", "build_parser", "main"]
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+
+def _load_training_documents(path: Path) -> list[dict]:
+    """Read and validate a training file. Unlike gold files, duplicate titles are allowed:
+    only the documents' facts are used, never their titles."""
+    from .data.docred import DocREDFormatError, validate_document
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            docs = json.load(f)
+    except FileNotFoundError:
+        raise DocREDFormatError("no such file", path=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DocREDFormatError(f"not valid JSON ({err})", path=path) from None
+    if not isinstance(docs, list):
+        raise DocREDFormatError(f"must hold a JSON list of documents, got {type(docs).__name__}",
+                                path=path)
+    for i, doc in enumerate(docs):
+        validate_document(doc, path=path, doc_index=i, require_labels=True)
+    return docs
+
+
+def _format_per_relation(frame) -> str:
+    """The per-relation table with scores in percent (two decimals)."""
+    shown = frame.copy()
+    for col in ("precision", "recall", "f1"):
+        shown[col] = (shown[col] * 100.0).round(2)
+    return shown.to_string()
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .data.docred import DocREDFormatError, load_docred
+    from .data.relations import load_rel_info
+    from .metrics import DocREDScorer, DocumentFormatError, PredictionFormatError, read_result
+
+    try:
+        predictions = read_result(args.pred)
+        gold = load_docred(args.gold, require_labels=True)
+        train = None if args.train is None else _load_training_documents(args.train)
+        rel_info = None if args.rel_info is None else load_rel_info(args.rel_info)
+        scorer = DocREDScorer(gold, train, gold_path=args.gold, train_path=args.train)
+        scores = scorer.score(predictions, pred_path=args.pred)
+        table = scorer.per_relation(predictions, rel_info, pred_path=args.pred) \
+            if args.per_relation else None
+    except (DocREDFormatError, DocumentFormatError, PredictionFormatError) as err:
+        raise CLIError(str(err)) from None
+    except OSError as err:  # e.g. a directory or an unreadable file
+        name = err.filename if err.filename is not None else "input"
+        raise CLIError(f"{name}: {err.strerror or err}") from None
+
+    if train is None:
+        print("note: no --train file, ign_f1 is null", file=sys.stderr)
+    if table is not None:
+        print(_format_per_relation(table), file=sys.stderr)
+    print(json.dumps(scores.to_dict(percent=True)), flush=True)
+    return 0
+
+
+def _add_evaluate(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="official DocRED scores of a result.json",
+        description="Score an official-format result.json against a gold DocRED file. Prints "
+                    "one JSON line (percent): precision recall f1 ign_f1 intra_f1 inter_f1.")
+    p.add_argument("--pred", required=True, type=Path, metavar="P",
+                   help="predictions: a JSON list of {title, h_idx, t_idx, r}")
+    p.add_argument("--gold", required=True, type=Path, metavar="G",
+                   help="annotated DocRED-format file to score against")
+    p.add_argument("--train", type=Path, metavar="T",
+                   help="training file for Ign F1 (without it ign_f1 is null)")
+    p.add_argument("--rel-info", type=Path, metavar="R",
+                   help="rel_info.json (P-id -> name) for the per-relation table")
+    p.add_argument("--per-relation", action="store_true",
+                   help="also print per-relation precision/recall/F1 to stderr")
+    p.set_defaults(handler=_run_evaluate)
+
+
+# --------------------------------------------------------------------------------------------
+
+_COMMANDS: tuple[Callable, ...] = (_add_evaluate,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pyg_docre`` parser with one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pyg_docre",
+        description="Document-level relation extraction (DocRE-BSI) on PyTorch Geometric.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in _COMMANDS:
+        add_command(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 success, 2 usage or input error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2), already printed
+        return exit_.code if isinstance(exit_.code, int) else 2
+    try:
+        return args.handler(args)
+    except CLIError as err:
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
