@@ -8,6 +8,10 @@ Commands:
     (``ign_f1`` is ``null`` without ``--train``). ``--per-relation`` also prints the per-relation
     table to stderr (names from ``--rel-info``).
 
+``predict --model DIR --input DOCS --output RESULT``
+    Runs a model saved by ``experiments/run.py`` (its ``checkpoint/`` folder) on DocRED-format
+    documents and writes the official ``result.json``.
+
 Bad input (missing file, invalid JSON, malformed document or prediction) prints a one-line
 error naming the file and exits with status 2.
 
@@ -32,26 +36,6 @@ class CLIError(Exception):
 # --------------------------------------------------------------------------------------------
 # evaluate
 
-def _load_training_documents(path: Path) -> list[dict]:
-    """Read and validate a training file. Unlike gold files, duplicate titles are allowed:
-    only the documents' facts are used, never their titles."""
-    from .data.docred import DocREDFormatError, validate_document
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            docs = json.load(f)
-    except FileNotFoundError:
-        raise DocREDFormatError("no such file", path=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DocREDFormatError(f"not valid JSON ({err})", path=path) from None
-    if not isinstance(docs, list):
-        raise DocREDFormatError(f"must hold a JSON list of documents, got {type(docs).__name__}",
-                                path=path)
-    for i, doc in enumerate(docs):
-        validate_document(doc, path=path, doc_index=i, require_labels=True)
-    return docs
-
-
 def _format_per_relation(frame) -> str:
     """The per-relation table with scores in percent (two decimals)."""
     shown = frame.copy()
@@ -68,7 +52,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     try:
         predictions = read_result(args.pred)
         gold = load_docred(args.gold, require_labels=True)
-        train = None if args.train is None else _load_training_documents(args.train)
+        # Only the training file's facts are used, so its titles may repeat.
+        train = None if args.train is None else load_docred(
+            args.train, require_labels=True, unique_titles=False)
         rel_info = None if args.rel_info is None else load_rel_info(args.rel_info)
         scorer = DocREDScorer(gold, train, gold_path=args.gold, train_path=args.train)
         scores = scorer.score(predictions, pred_path=args.pred)
@@ -107,8 +93,53 @@ def _add_evaluate(subparsers) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# predict
 
-_COMMANDS: tuple[Callable, ...] = (_add_evaluate,)
+def _run_predict(args: argparse.Namespace) -> int:
+    from torch_geometric.loader import DataLoader
+
+    from .data import DocREDDataset
+    from .data.docred import DocREDFormatError
+    from .metrics import write_result
+    from .models.docre_model import DocREModel
+    from .training.evaluation import predict
+    from .training.trainer import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+        model = DocREModel.from_pretrained(args.model, map_location=device)
+        tokenizer = DocREModel.load_tokenizer(args.model)
+        dataset = DocREDDataset(args.input, tokenizer, model.rel2id, cache_dir=None)
+    except (FileNotFoundError, DocREDFormatError, RuntimeError) as err:
+        raise CLIError(str(err)) from None
+    id2rel = [r for r, _ in sorted(model.rel2id.items(), key=lambda kv: kv[1])]
+    loader = DataLoader(dataset, batch_size=args.batch_size)
+    predictions = predict(model.to(device), loader, device, id2rel, model.config.top_k)
+    write_result(predictions, args.output)
+    print(f"{len(predictions)} relations predicted in {len(dataset)} documents -> {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def _add_predict(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict", help="run a saved model on DocRED-format documents",
+        description="Predict relations with a model saved by experiments/run.py (its "
+                    "checkpoint/ folder) and write an official-format result.json.")
+    p.add_argument("--model", required=True, type=Path, metavar="DIR",
+                   help="a saved model directory (config.json, model.safetensors, tokenizer/)")
+    p.add_argument("--input", required=True, type=Path, metavar="DOCS",
+                   help="DocRED-format documents (labels not needed)")
+    p.add_argument("--output", required=True, type=Path, metavar="RESULT",
+                   help="where to write the predictions (official result.json format)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.set_defaults(handler=_run_predict)
+
+
+# --------------------------------------------------------------------------------------------
+
+_COMMANDS: tuple[Callable, ...] = (_add_evaluate, _add_predict)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -175,27 +175,33 @@ def validate_document(doc: Any, *, path: str | PathLike | None = None,
 
 def validate_documents(docs: Iterable[Any], *, path: str | PathLike | None = None,
                        rel2id: Mapping[str, int] | None = None,
-                       require_labels: bool = False) -> None:
-    """Validate every document of a split; titles must be unique (the scorer keys on them)."""
+                       require_labels: bool = False, unique_titles: bool = True) -> None:
+    """Validate every document of a split.
+
+    Titles must be unique unless ``unique_titles=False`` (the scorer and the official
+    ``result.json`` key documents by title; a training file used only for its facts may repeat
+    titles).
+    """
     seen: dict[str, int] = {}
     for i, doc in enumerate(docs):
         validate_document(doc, path=path, doc_index=i, rel2id=rel2id,
                           require_labels=require_labels)
         title = doc["title"]
-        if title in seen:
+        if unique_titles and title in seen:
             raise DocREDFormatError(f"duplicate title, also document {seen[title]}", path=path,
                                     doc_index=i, title=title, field="title")
         seen[title] = i
 
 
 def load_docred(path: str | PathLike, *, rel2id: Mapping[str, int] | None = None,
-                require_labels: bool = False) -> list[dict]:
+                require_labels: bool = False, unique_titles: bool = True) -> list[dict]:
     """Read a DocRED-format JSON file and validate every document.
 
     Args:
         path: the JSON file (a list of documents).
         rel2id: when given, labels with a relation outside it are an error.
         require_labels: when True, every document must carry ``labels``.
+        unique_titles: when True (default), two documents with the same title are an error.
 
     Returns:
         The documents, as read.
@@ -214,5 +220,6 @@ def load_docred(path: str | PathLike, *, rel2id: Mapping[str, int] | None = None
     if not isinstance(docs, list):
         raise DocREDFormatError(f"must hold a JSON list of documents, got {type(docs).__name__}",
                                 path=path)
-    validate_documents(docs, path=path, rel2id=rel2id, require_labels=require_labels)
+    validate_documents(docs, path=path, rel2id=rel2id, require_labels=require_labels,
+                       unique_titles=unique_titles)
     return docs
