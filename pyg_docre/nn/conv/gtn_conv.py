@@ -1,0 +1,666 @@
+"""The Graph-Transformer Network layer of DocRE-BSI (Zhang et al., IJCAI 2023, section 2.2)."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Embedding, GELU, LayerNorm, Sequential
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.typing import OptTensor
+from torch_geometric.utils import add_self_loops, scatter, softmax
+
+from ..attention import (document_attention, document_sizes, local_positions, masked_softmax,
+                         to_dense_heads)
+
+__all__ = ["GTNConv"]
+
+_ATTENTION_MODES = ("sparse", "dense")
+_GRAPH_ATTENTION = ("graph", "self")
+
+
+def _is_compiling() -> bool:
+    return torch.jit.is_scripting() or torch.compiler.is_compiling()
+
+
+class GTNConv(MessagePassing):
+    r"""The Graph-Transformer Network (GTN) layer from the `"Exploring Effective Inter-Encoder
+    Semantic Interaction for Document-Level Relation Extraction"
+    <https://www.ijcai.org/proceedings/2023/0575.pdf>`_ paper (DocRE-BSI, IJCAI 2023).
+
+    One layer is three post-LN sublayers (like BERT), each
+    :math:`\mathbf{X} \leftarrow \mathrm{LayerNorm}(\mathbf{X} + \mathrm{Dropout}(
+    \mathrm{Sublayer}(\mathbf{X})))`:
+
+    **1. Graph attention** (eq. 1-2). With :math:`K` = :obj:`num_edge_types` edge types and
+    head size :math:`d = C / (K + 1)`, head :math:`k < K` attends over the incoming edges of
+    type :math:`k` plus a self loop (added by the layer, never stored):
+
+    .. math::
+        \mathbf{h}_{i,k} = \sum_{j \in \mathcal{N}_k(i) \cup \{i\}} \alpha_{ij}^{k}\,
+        \mathbf{W}_k^V \mathbf{x}_j, \qquad
+        \alpha_{ij}^{k} = \operatorname{softmax}_{j \in \mathcal{N}_k(i) \cup \{i\}}\left(
+        \frac{(\mathbf{W}_k^Q \mathbf{x}_i)^\top (\mathbf{W}_k^K \mathbf{x}_j)}{\sqrt{d}}\right).
+
+    The global head :math:`K` attends over all nodes of the same document, with queries and keys
+    from structure-aware features :math:`\tilde{\mathbf{x}}` and values from :math:`\mathbf{x}`:
+
+    .. math::
+        \mathbf{h}_{i,K} = \sum_{j:\, b(j) = b(i)} \operatorname{softmax}_j\left(
+        \frac{(\mathbf{W}_K^Q \tilde{\mathbf{x}}_i)^\top (\mathbf{W}_K^K \tilde{\mathbf{x}}_j)}
+        {\sqrt{d}}\right) \mathbf{W}_K^V \mathbf{x}_j, \qquad
+        \tilde{\mathbf{x}}_i = \mathbf{x}_i + \mathrm{emb}_e(e_i) +
+        \frac{1}{|S_i|} \sum_{s \in S_i} \mathrm{emb}_s(s),
+
+    where :math:`e_i` is the node's entity (:obj:`node_entity`) and :math:`S_i` the multiset of
+    its sentences (:obj:`sentence_index`: one per mention; an entity has one per mention of it).
+    The heads are concatenated and projected, :math:`\mathbf{W}^O [\mathbf{h}_{i,0} \Vert \dots
+    \Vert \mathbf{h}_{i,K}]`.
+
+    **2. Cross attention** from graph nodes to the encoder's token states :math:`\mathbf{t}`,
+    :math:`H_c` = :obj:`cross_heads` heads of size :math:`C / H_c`: the first half global (all
+    tokens of the node's document), the second half local (only tokens :math:`j` with an edge
+    :math:`(j, i)` in :obj:`token_edge_index`, i.e. tokens of the node's sentences):
+
+    .. math::
+        \mathbf{c}_{i,h} = \sum_{j \in \mathcal{T}_h(i)} \operatorname{softmax}_{j \in
+        \mathcal{T}_h(i)}\left(\frac{(\mathbf{U}_h^Q \mathbf{x}_i)^\top (\mathbf{U}_h^K
+        \mathbf{t}_j)}{\sqrt{C / H_c}}\right) \mathbf{U}_h^V \mathbf{t}_j,
+
+    followed by an output projection. A node without local tokens gets a zero local message.
+
+    **3. Feed-forward**: :math:`\mathbf{W}_2\, \mathrm{GELU}(\mathbf{W}_1 \mathbf{x} + b_1) + b_2`,
+    :math:`C \to` :obj:`ffn_channels` :math:`\to C`.
+
+    **Two computations, one set of parameters** (:attr:`attention`, switchable at any time):
+
+    * :obj:`"sparse"`: the local graph heads and the local cross heads by message passing over
+      the edge lists (one message per edge and head, :func:`torch_geometric.utils.softmax`
+      grouped by destination and head); the global heads dense per document with
+      :func:`~torch.nn.functional.scaled_dot_product_attention` (no mask for a single
+      document, a key-padding mask otherwise). Memory is linear in nodes, edges and tokens.
+    * :obj:`"dense"`: the same layer with masked :math:`N \times N` and :math:`N \times T`
+      score matrices per document, as in the authors' implementation (the reference to compare
+      against and benchmark).
+
+    Structure embeddings: :obj:`emb_entity` has :obj:`num_entity_embeddings` + 1 rows and
+    :obj:`emb_sentence` :obj:`num_sentence_embeddings` + 1 rows; the last row of each is reserved
+    (the entity row of nodes with :obj:`node_entity` = -1, such as the document node; the sentence
+    row of nodes without any :obj:`sentence_index` pair, such as the document node). Indices
+    beyond a table **wrap around**: entity :math:`e` uses row :math:`e \bmod`
+    :obj:`num_entity_embeddings`, sentence :math:`s` row :math:`s \bmod`
+    :obj:`num_sentence_embeddings`, so documents of any size work.
+
+    Args:
+        channels (int): Size :math:`C` of node features (input and output).
+        token_channels (int, optional): Size of the token states; :obj:`None` = :obj:`channels`.
+        num_edge_types (int, optional): Number :math:`K` of edge types, one local head each.
+            :obj:`channels` must be divisible by :math:`K + 1`. (default: :obj:`3`:
+            intra-entity, intra-sentence, document)
+        cross_heads (int, optional): Heads :math:`H_c` of the cross attention; :obj:`channels`
+            must be divisible by it, and it must be even when both local and global cross heads
+            are on. (default: :obj:`4`)
+        num_entity_embeddings (int, optional): Entity rows of :math:`\mathrm{emb}_e` (plus one
+            reserved row). (default: :obj:`64`)
+        num_sentence_embeddings (int, optional): Sentence rows of :math:`\mathrm{emb}_s` (plus
+            one reserved row). (default: :obj:`64`)
+        ffn_channels (int, optional): Hidden size of the feed-forward sublayer.
+            (default: :obj:`2 * channels`, as in the authors' code)
+        dropout (float, optional): Dropout on every sublayer output. (default: :obj:`0.`)
+        attention_dropout (float, optional): Dropout on attention weights. Note that PyTorch's
+            fused CPU attention kernels do not support dropout: when training with
+            :obj:`attention_dropout > 0` the global heads fall back to PyTorch's math kernel
+            (quadratic memory per document). (default: :obj:`0.`)
+        attention (str, optional): :obj:`"sparse"` or :obj:`"dense"`. (default: :obj:`"sparse"`)
+        global_head (bool, optional): Ablation "w/o the fourth head": if :obj:`False`, only the
+            :math:`K` edge-type heads (same head size :math:`C / (K + 1)`; the output projection
+            maps :math:`K d \to C`) and no structure embeddings. (default: :obj:`True`)
+        graph_attention (str, optional): :obj:`"graph"` (eq. 1-2) or :obj:`"self"` (ablation
+            "graph-attention -> self-attention": the same number of heads, all plain multi-head
+            self-attention over the nodes of the document, no edge masks, no structure
+            embeddings). (default: :obj:`"graph"`)
+        cross_attention (bool, optional): Ablation "w/o cross-attention": if :obj:`False`, no
+            cross-attention sublayer (token inputs are ignored). (default: :obj:`True`)
+        cross_local (bool, optional): Ablation "w/o local head in cross-attention": if
+            :obj:`False`, all cross heads are global. (default: :obj:`True`)
+        cross_global (bool, optional): Ablation "w/o global head in cross-attention": if
+            :obj:`False`, all cross heads are local. (default: :obj:`True`)
+        bias (bool, optional): Biases in the linear projections. (default: :obj:`True`)
+        layer_norm_eps (float, optional): Epsilon of the three LayerNorms. (default: :obj:`1e-5`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:** node features :math:`(N, C)`, edge indices :math:`(2, E)`, edge types
+          :math:`(E)`, batch vector :math:`(N)` or :obj:`None`, node entities :math:`(N)`,
+          sentence pairs :math:`(2, S)`, token states :math:`(T, C_{tok})`, token batch
+          :math:`(T)` or :obj:`None`, token edges :math:`(2, E_t)`
+        - **output:** node features :math:`(N, C)`
+    """
+    _alpha: OptTensor
+
+    def __init__(
+        self,
+        channels: int,
+        token_channels: Optional[int] = None,
+        num_edge_types: int = 3,
+        cross_heads: int = 4,
+        num_entity_embeddings: int = 64,
+        num_sentence_embeddings: int = 64,
+        ffn_channels: Optional[int] = None,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        attention: str = "sparse",
+        global_head: bool = True,
+        graph_attention: str = "graph",
+        cross_attention: bool = True,
+        cross_local: bool = True,
+        cross_global: bool = True,
+        bias: bool = True,
+        layer_norm_eps: float = 1e-5,
+        **kwargs,
+    ):
+        kwargs.setdefault("aggr", "add")
+        super().__init__(node_dim=0, **kwargs)
+
+        if num_edge_types < 1:
+            raise ValueError(f"num_edge_types must be >= 1 (got {num_edge_types})")
+        if channels % (num_edge_types + 1) != 0:
+            raise ValueError(f"channels ({channels}) must be divisible by num_edge_types + 1 "
+                             f"({num_edge_types + 1}), the number of graph-attention heads")
+        if graph_attention not in _GRAPH_ATTENTION:
+            raise ValueError(f"graph_attention must be one of {_GRAPH_ATTENTION} "
+                             f"(got {graph_attention!r})")
+        if num_entity_embeddings < 1 or num_sentence_embeddings < 1:
+            raise ValueError("num_entity_embeddings and num_sentence_embeddings must be >= 1")
+        if cross_attention:
+            if not (cross_local or cross_global):
+                raise ValueError("cross_local=False and cross_global=False leave no cross "
+                                 "head; use cross_attention=False to drop the sublayer")
+            if cross_heads < 1 or channels % cross_heads != 0:
+                raise ValueError(f"channels ({channels}) must be divisible by cross_heads "
+                                 f"({cross_heads})")
+            if cross_local and cross_global and cross_heads % 2 != 0:
+                raise ValueError(f"cross_heads ({cross_heads}) must be even to split into "
+                                 f"global and local halves")
+
+        self.channels = channels
+        self.token_channels = channels if token_channels is None else token_channels
+        self.num_edge_types = num_edge_types
+        self.global_head = global_head
+        self.graph_attention = graph_attention
+        self.heads = num_edge_types + int(global_head)
+        self.head_channels = channels // (num_edge_types + 1)
+        self.cross_attention = cross_attention
+        self.cross_local = cross_local and cross_attention
+        self.cross_global = cross_global and cross_attention
+        self.cross_heads = cross_heads if cross_attention else 0
+        if self.cross_local and self.cross_global:
+            self.cross_global_heads = cross_heads // 2
+        else:
+            self.cross_global_heads = cross_heads if self.cross_global else 0
+        self.cross_local_heads = self.cross_heads - self.cross_global_heads
+        self.num_entity_embeddings = num_entity_embeddings
+        self.num_sentence_embeddings = num_sentence_embeddings
+        self.ffn_channels = 2 * channels if ffn_channels is None else ffn_channels
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.attention = attention
+        self._alpha = None
+
+        K, d = num_edge_types, self.head_channels
+        # Graph attention. Local heads 0..K-1 (queries/keys from x), global head K (queries/keys
+        # from x~ in graph mode, from x in self-attention mode); values from x for all heads.
+        self.lin_query = Linear(channels, K * d, bias=bias)
+        self.lin_key = Linear(channels, K * d, bias=bias)
+        if global_head:
+            self.lin_query_global = Linear(channels, d, bias=bias)
+            self.lin_key_global = Linear(channels, d, bias=bias)
+        else:
+            self.register_parameter("lin_query_global", None)
+            self.register_parameter("lin_key_global", None)
+        self.lin_value = Linear(channels, self.heads * d, bias=bias)
+        self.lin_graph_out = Linear(self.heads * d, channels, bias=bias)
+        self.norm_graph = LayerNorm(channels, eps=layer_norm_eps)
+        if global_head and graph_attention == "graph":
+            self.emb_entity = Embedding(num_entity_embeddings + 1, channels)
+            self.emb_sentence = Embedding(num_sentence_embeddings + 1, channels)
+        else:
+            self.register_parameter("emb_entity", None)
+            self.register_parameter("emb_sentence", None)
+
+        # Cross attention.
+        if cross_attention:
+            self.lin_cross_query = Linear(channels, channels, bias=bias)
+            self.lin_cross_key = Linear(self.token_channels, channels, bias=bias)
+            self.lin_cross_value = Linear(self.token_channels, channels, bias=bias)
+            self.lin_cross_out = Linear(channels, channels, bias=bias)
+            self.norm_cross = LayerNorm(channels, eps=layer_norm_eps)
+        else:
+            for name in ("lin_cross_query", "lin_cross_key", "lin_cross_value",
+                         "lin_cross_out", "norm_cross"):
+                self.register_parameter(name, None)
+
+        # Feed-forward.
+        self.ffn = Sequential(Linear(channels, self.ffn_channels, bias=bias), GELU(),
+                              Linear(self.ffn_channels, channels, bias=bias))
+        self.norm_ffn = LayerNorm(channels, eps=layer_norm_eps)
+
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def attention(self) -> str:
+        """``"sparse"`` or ``"dense"``; may be switched at any time (same parameters)."""
+        return self._attention
+
+    @attention.setter
+    def attention(self, value: str) -> None:
+        if value not in _ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {_ATTENTION_MODES} (got {value!r})")
+        self._attention = value
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        for module in (self.lin_query, self.lin_key, self.lin_query_global, self.lin_key_global,
+                       self.lin_value, self.lin_graph_out, self.norm_graph, self.lin_cross_query,
+                       self.lin_cross_key, self.lin_cross_value, self.lin_cross_out,
+                       self.norm_cross, self.ffn[0], self.ffn[2], self.norm_ffn):
+            if module is not None:
+                module.reset_parameters()
+        for emb in (self.emb_entity, self.emb_sentence):
+            if emb is not None:  # BERT-style initialisation of embedding tables
+                torch.nn.init.normal_(emb.weight, std=0.02)
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.token_channels != self.channels:
+            extra += f", token_channels={self.token_channels}"
+        if not self.global_head:
+            extra += ", global_head=False"
+        if self.graph_attention != "graph":
+            extra += f", graph_attention={self.graph_attention!r}"
+        if not self.cross_attention:
+            extra += ", cross_attention=False"
+        else:
+            if not self.cross_local:
+                extra += ", cross_local=False"
+            if not self.cross_global:
+                extra += ", cross_global=False"
+        return (f"{self.__class__.__name__}({self.channels}, heads={self.heads}, "
+                f"cross_heads={self.cross_heads}, attention={self.attention!r}{extra})")
+
+    # ------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: OptTensor = None,
+        edge_type: OptTensor = None,
+        batch: OptTensor = None,
+        node_entity: OptTensor = None,
+        sentence_index: OptTensor = None,
+        token_x: OptTensor = None,
+        token_batch: OptTensor = None,
+        token_edge_index: OptTensor = None,
+        return_attention_weights: Optional[bool] = None,
+    ) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
+        r"""Runs the layer on a batch of documents.
+
+        Args:
+            x (torch.Tensor): ``[N, C]`` node features; the nodes of each document contiguous.
+            edge_index (torch.Tensor): ``[2, E]`` source -> target, no self loops (the layer adds
+                one per node and local head) and no duplicates. Needed with
+                ``graph_attention="graph"``; ignored with ``"self"``.
+            edge_type (torch.Tensor): ``[E]`` in ``[0, num_edge_types)``: the local head of
+                each edge.
+            batch (torch.Tensor, optional): ``[N]`` sorted document index; ``None`` = one
+                document.
+            node_entity (torch.Tensor, optional): ``[N]`` entity index of every node within its
+                document, -1 for none (document node). Needed by the global head (eq. 2).
+            sentence_index (torch.Tensor, optional): ``[2, S]`` pairs (node, sentence id within
+                its document); a node's sentence embedding is the mean over its pairs
+                (duplicates count), nodes without pairs take the reserved row. Needed by the
+                global head (eq. 2).
+            token_x (torch.Tensor, optional): ``[T, C_tok]`` token states, contiguous per
+                document. Needed with cross attention.
+            token_batch (torch.Tensor, optional): ``[T]`` sorted document index of every token;
+                ``None`` = one document.
+            token_edge_index (torch.Tensor, optional): ``[2, E_t]`` pairs (token, node): the
+                token lies in a sentence where the node occurs. Needed by local cross heads.
+            return_attention_weights (bool, optional): If set (to any value), also return
+                ``(edge_index_with_self_loops, alpha)`` of the local graph heads (needs
+                ``graph_attention="graph"``): ``edge_index_with_self_loops`` is
+                ``[2, E + N * K]``, the input edges in input order followed by the self loops
+                ordered node-major (column ``E + i * K + k`` is node ``i``'s self loop in head
+                ``k``); ``alpha`` is ``[E + N * K]``, the weight of every column in its own head
+                (input edge ``e`` belongs to head ``edge_type[e]``). Weights of a node in a head
+                sum to 1 over the columns pointing at it.
+
+        Returns:
+            ``[N, C]`` node features, or ``(out, (edge_index_with_self_loops, alpha))``.
+        """
+        num_nodes = x.size(0)
+        need_graph = self.graph_attention == "graph"
+        if return_attention_weights is not None and not need_graph:
+            raise ValueError("return_attention_weights needs graph_attention='graph' (there "
+                             "are no edge-wise weights in self-attention mode)")
+        if not _is_compiling():
+            self._validate(x, edge_index, edge_type, batch, node_entity, sentence_index, token_x,
+                           token_batch, token_edge_index)
+        num_docs = 1 if batch is None or num_nodes == 0 else int(batch[-1]) + 1
+
+        # 1. Graph attention ----------------------------------------------------------------
+        h, attn = self._graph_attention(x, edge_index, edge_type, batch, node_entity,
+                                        sentence_index, num_docs,
+                                        return_attention_weights is not None)
+        h = self.norm_graph(x + F.dropout(self.lin_graph_out(h), self.dropout, self.training))
+
+        # 2. Cross attention ----------------------------------------------------------------
+        if self.cross_attention:
+            assert token_x is not None
+            c = self._cross(h, batch, token_x, token_batch, token_edge_index, num_docs)
+            h = self.norm_cross(h + F.dropout(self.lin_cross_out(c), self.dropout,
+                                              self.training))
+
+        # 3. Feed-forward -------------------------------------------------------------------
+        h = self.norm_ffn(h + F.dropout(self.ffn(h), self.dropout, self.training))
+
+        if return_attention_weights is not None:
+            assert attn is not None
+            return h, attn
+        return h
+
+    # ------------------------------------------------------------------------------------------
+    def _structure_embedding(self, node_entity: Tensor, sentence_index: Tensor,
+                             num_nodes: int) -> Tensor:
+        r"""``emb_e(e_i) + mean_{s in S_i} emb_s(s)``, ``[N, C]`` (wrapping indices)."""
+        assert self.emb_entity is not None and self.emb_sentence is not None
+        num_e, num_s = self.num_entity_embeddings, self.num_sentence_embeddings
+        entity_row = torch.where(node_entity >= 0, node_entity % num_e,
+                                 torch.full_like(node_entity, num_e))
+        out = self.emb_entity(entity_row)
+        node, sent = sentence_index[0], sentence_index[1]
+        emb = self.emb_sentence(sent % num_s)
+        mean = scatter(emb, node, dim=0, dim_size=num_nodes, reduce="mean")
+        count = scatter(torch.ones_like(node), node, dim=0, dim_size=num_nodes, reduce="sum")
+        reserved = self.emb_sentence.weight[num_s].expand_as(mean)
+        return out + torch.where((count > 0).unsqueeze(-1), mean, reserved)
+
+    def _graph_attention(self, x: Tensor, edge_index: OptTensor, edge_type: OptTensor,
+                         batch: OptTensor, node_entity: OptTensor, sentence_index: OptTensor,
+                         num_docs: int, need_alpha: bool
+                         ) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
+        N, K, d = x.size(0), self.num_edge_types, self.head_channels
+        value = self.lin_value(x).view(N, self.heads, d)
+        p = self.attention_dropout if self.training else 0.0
+
+        if self.graph_attention == "self":
+            query, key = self.lin_query(x), self.lin_key(x)
+            if self.global_head:
+                assert self.lin_query_global is not None and self.lin_key_global is not None
+                query = torch.cat([query, self.lin_query_global(x)], dim=-1)
+                key = torch.cat([key, self.lin_key_global(x)], dim=-1)
+            query, key = query.view(N, self.heads, d), key.view(N, self.heads, d)
+            if self.attention == "sparse":
+                out = document_attention(query, key, value, batch, batch, num_docs, p)
+            else:
+                out = self._dense_self_attention(query, key, value, batch, batch, num_docs)
+            return out.reshape(N, self.heads * d), None
+
+        assert edge_index is not None and edge_type is not None
+        query = self.lin_query(x).view(N, K, d)
+        key = self.lin_key(x).view(N, K, d)
+        if self.attention == "sparse":
+            local, alpha = self._sparse_local_heads(query, key, value[:, :K], edge_index,
+                                                    edge_type)
+        else:
+            local, alpha = self._dense_local_heads(query, key, value[:, :K], edge_index,
+                                                   edge_type, batch, num_docs, need_alpha)
+        parts = [local]
+        if self.global_head:
+            assert node_entity is not None and sentence_index is not None
+            assert self.lin_query_global is not None and self.lin_key_global is not None
+            x_tilde = x + self._structure_embedding(node_entity, sentence_index, N)
+            q_g = self.lin_query_global(x_tilde).view(N, 1, d)
+            k_g = self.lin_key_global(x_tilde).view(N, 1, d)
+            v_g = value[:, K:]
+            if self.attention == "sparse":
+                parts.append(document_attention(q_g, k_g, v_g, batch, batch, num_docs, p))
+            else:
+                parts.append(self._dense_self_attention(q_g, k_g, v_g, batch, batch, num_docs))
+        out = torch.cat(parts, dim=1).reshape(N, self.heads * d)
+
+        attn = None
+        if need_alpha:
+            assert alpha is not None
+            loops = torch.arange(N, device=x.device).repeat_interleave(K)
+            attn = (torch.cat([edge_index, torch.stack([loops, loops])], dim=1), alpha)
+        return out, attn
+
+    def _sparse_local_heads(self, query: Tensor, key: Tensor, value: Tensor, edge_index: Tensor,
+                            edge_type: Tensor) -> Tuple[Tensor, Tensor]:
+        """Edge-type heads by message passing on the per-head replicated graph.
+
+        Node ``i`` in head ``k`` becomes virtual node ``i * K + k``; an edge ``j -> i`` of type
+        ``k`` becomes ``j * K + k -> i * K + k``, so that PyG's softmax grouped by destination is
+        grouped by (destination, head). Self loops are added per virtual node.
+        """
+        N, K, d = query.shape
+        virtual = torch.stack([edge_index[0] * K + edge_type, edge_index[1] * K + edge_type])
+        virtual, _ = add_self_loops(virtual, num_nodes=N * K)
+        out = self.propagate(virtual, query=query.reshape(N * K, 1, d),
+                             key=key.reshape(N * K, 1, d), value=value.reshape(N * K, 1, d),
+                             size=(N * K, N * K))
+        alpha = self._alpha
+        self._alpha = None
+        assert alpha is not None
+        return out.view(N, K, d), alpha.view(-1)
+
+    def _dense_local_heads(self, query: Tensor, key: Tensor, value: Tensor, edge_index: Tensor,
+                           edge_type: Tensor, batch: OptTensor, num_docs: int, need_alpha: bool
+                           ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Edge-type heads with ``[B, K, N_max, N_max]`` masked score matrices (eq. 1)."""
+        N, K, d = query.shape
+        q, mask = to_dense_heads(query, batch, num_docs)              # [B, K, Nm, d]
+        k, _ = to_dense_heads(key, batch, num_docs)
+        v, _ = to_dense_heads(value, batch, num_docs)
+        B, Nm = mask.shape
+        sizes = document_sizes(batch, N, num_docs, query.device)
+        pos = local_positions(batch, sizes, N, query.device)
+        doc = batch if batch is not None else torch.zeros_like(pos)
+        src, dst = edge_index[0], edge_index[1]
+        adj = torch.zeros(B, K, Nm, Nm, dtype=torch.bool, device=query.device)
+        adj[doc[dst], edge_type, pos[dst], pos[src]] = True
+        diag = torch.arange(Nm, device=query.device)
+        adj[:, :, diag, diag] = True                                  # self loops
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d)
+        probs = masked_softmax(scores, adj)
+        weights = F.dropout(probs, self.attention_dropout, self.training)
+        out = (weights @ v).transpose(1, 2)[mask]                     # [N, K, d]
+        alpha = None
+        if need_alpha:
+            node = torch.arange(N, device=query.device).repeat_interleave(K)
+            head = torch.arange(K, device=query.device).repeat(N)
+            alpha = torch.cat([probs[doc[dst], edge_type, pos[dst], pos[src]],
+                               probs[doc[node], head, pos[node], pos[node]]])
+        return out, alpha
+
+    def _dense_self_attention(self, query: Tensor, key: Tensor, value: Tensor,
+                              query_batch: OptTensor, key_batch: OptTensor,
+                              num_docs: int) -> Tensor:
+        """Unmasked heads within documents with explicit ``[B, H, L_q, L_k]`` score matrices."""
+        q, q_mask = to_dense_heads(query, query_batch, num_docs)
+        k, k_mask = to_dense_heads(key, key_batch, num_docs)
+        v, _ = to_dense_heads(value, key_batch, num_docs)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))
+        probs = masked_softmax(scores, k_mask[:, None, None, :])
+        probs = F.dropout(probs, self.attention_dropout, self.training)
+        return (probs @ v).transpose(1, 2)[q_mask]
+
+    # ------------------------------------------------------------------------------------------
+    def _cross(self, h: Tensor, batch: OptTensor, token_x: Tensor, token_batch: OptTensor,
+               token_edge_index: OptTensor, num_docs: int) -> Tensor:
+        assert self.lin_cross_query is not None
+        assert self.lin_cross_key is not None and self.lin_cross_value is not None
+        N, T = h.size(0), token_x.size(0)
+        H, G = self.cross_heads, self.cross_global_heads
+        dc = self.channels // H
+        query = self.lin_cross_query(h).view(N, H, dc)
+        key = self.lin_cross_key(token_x).view(T, H, dc)
+        value = self.lin_cross_value(token_x).view(T, H, dc)
+        if self.attention == "dense":
+            return self._dense_cross(query, key, value, batch, token_batch, token_edge_index,
+                                     num_docs).reshape(N, H * dc)
+        parts = []
+        if G > 0:
+            p = self.attention_dropout if self.training else 0.0
+            parts.append(document_attention(query[:, :G], key[:, :G], value[:, :G], batch,
+                                            token_batch, num_docs, p))
+        if self.cross_local_heads > 0:
+            assert token_edge_index is not None
+            parts.append(self.propagate(token_edge_index, query=query[:, G:], key=key[:, G:],
+                                        value=value[:, G:], size=(T, N)))
+            self._alpha = None
+        return torch.cat(parts, dim=1).reshape(N, H * dc)
+
+    def _dense_cross(self, query: Tensor, key: Tensor, value: Tensor, batch: OptTensor,
+                     token_batch: OptTensor, token_edge_index: OptTensor,
+                     num_docs: int) -> Tensor:
+        """Cross heads with ``[B, H_c, N_max, T_max]`` masked score matrices."""
+        N, T, G = query.size(0), key.size(0), self.cross_global_heads
+        q, q_mask = to_dense_heads(query, batch, num_docs)            # [B, H, Nm, dc]
+        k, t_mask = to_dense_heads(key, token_batch, num_docs)        # [B, H, Tm, dc]
+        v, _ = to_dense_heads(value, token_batch, num_docs)
+        B, Nm, Tm = q.size(0), q.size(2), k.size(2)
+        masks = []
+        if G > 0:
+            masks.append(t_mask[:, None, None, :].expand(B, G, Nm, Tm))
+        if self.cross_local_heads > 0:
+            assert token_edge_index is not None
+            dev = query.device
+            node_pos = local_positions(batch, document_sizes(batch, N, num_docs, dev), N, dev)
+            tok_pos = local_positions(token_batch,
+                                      document_sizes(token_batch, T, num_docs, dev), T, dev)
+            tok, node = token_edge_index[0], token_edge_index[1]
+            doc = batch[node] if batch is not None else torch.zeros_like(node)
+            local = torch.zeros(B, 1, Nm, Tm, dtype=torch.bool, device=dev)
+            local[doc, 0, node_pos[node], tok_pos[tok]] = True
+            masks.append(local.expand(B, self.cross_local_heads, Nm, Tm))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))
+        probs = masked_softmax(scores, torch.cat(masks, dim=1))
+        probs = F.dropout(probs, self.attention_dropout, self.training)
+        return (probs @ v).transpose(1, 2)[q_mask]
+
+    # ------------------------------------------------------------------------------------------
+    def message(self, query_i: Tensor, key_j: Tensor, value_j: Tensor, index: Tensor,
+                ptr: OptTensor, size_i: Optional[int]) -> Tensor:
+        r"""One message per (edge, head): :math:`\alpha_{ij}^h \mathbf{v}_{j,h}`, with
+        :math:`\alpha` the softmax of :math:`\mathbf{q}_{i,h}^\top \mathbf{k}_{j,h} / \sqrt{d}`
+        over the edges into :math:`i` (shapes ``[E, H, d]`` -> ``[E, H, d]``)."""
+        alpha = (query_i * key_j).sum(dim=-1) / math.sqrt(query_i.size(-1))
+        alpha = softmax(alpha, index, ptr, size_i)
+        self._alpha = alpha
+        alpha = F.dropout(alpha, p=self.attention_dropout, training=self.training)
+        return value_j * alpha.unsqueeze(-1)
+
+    # ------------------------------------------------------------------------------------------
+    def _validate(self, x: Tensor, edge_index: OptTensor, edge_type: OptTensor,
+                  batch: OptTensor, node_entity: OptTensor, sentence_index: OptTensor,
+                  token_x: OptTensor, token_batch: OptTensor,
+                  token_edge_index: OptTensor) -> None:
+        """Raise a ``ValueError`` naming the argument for any input outside the contract."""
+        name = self.__class__.__name__
+        if x.dim() != 2 or x.size(1) != self.channels:
+            raise ValueError(f"{name}: x must have shape [N, {self.channels}] "
+                             f"(got {list(x.shape)})")
+        N = x.size(0)
+
+        def check_index(t: Tensor, arg: str, shape: list) -> None:
+            if t.dtype != torch.long:
+                raise ValueError(f"{name}: {arg} must be a long tensor (got {t.dtype})")
+            if list(t.shape) != shape:
+                raise ValueError(f"{name}: {arg} must have shape {shape} (got {list(t.shape)})")
+
+        def check_batch(b: Tensor, arg: str, rows: int) -> None:
+            check_index(b, arg, [rows])
+            if rows and int(b.min()) < 0:
+                raise ValueError(f"{name}: {arg} has negative document indices")
+            if rows > 1 and bool((b[1:] < b[:-1]).any()):
+                raise ValueError(f"{name}: {arg} must be sorted ascending (the nodes / tokens of "
+                                 f"each document contiguous, as PyG batches them)")
+
+        def check_range(t: Tensor, arg: str, high: int, low: int = 0) -> None:
+            if t.numel() and (int(t.min()) < low or int(t.max()) >= high):
+                raise ValueError(f"{name}: {arg} must lie in [{low}, {high}) "
+                                 f"(got values in [{int(t.min())}, {int(t.max())}])")
+
+        if batch is not None:
+            check_batch(batch, "batch", N)
+        num_docs = 1 if batch is None or N == 0 else int(batch[-1]) + 1
+
+        def same_doc(a: Tensor, b_of_a: OptTensor, c: Tensor, b_of_c: OptTensor, arg: str):
+            if b_of_a is None and b_of_c is None:
+                return
+            da = b_of_a[a] if b_of_a is not None else torch.zeros_like(a)
+            dc = b_of_c[c] if b_of_c is not None else torch.zeros_like(c)
+            if bool((da != dc).any()):
+                raise ValueError(f"{name}: {arg} connects rows of different documents")
+
+        if self.graph_attention == "graph":
+            if edge_index is None or edge_type is None:
+                raise ValueError(f"{name}: edge_index and edge_type are required with "
+                                 f"graph_attention='graph'")
+            check_index(edge_index, "edge_index", [2, edge_index.size(-1)])
+            check_index(edge_type, "edge_type", [edge_index.size(1)])
+            check_range(edge_index, "edge_index", N)
+            check_range(edge_type, "edge_type", self.num_edge_types)
+            if bool((edge_index[0] == edge_index[1]).any()):
+                raise ValueError(f"{name}: edge_index contains self loops; the layer adds one "
+                                 f"self loop per node and head itself (remove them, e.g. with "
+                                 f"torch_geometric.utils.remove_self_loops)")
+            same_doc(edge_index[0], batch, edge_index[1], batch, "edge_index")
+            if self.global_head:
+                if node_entity is None or sentence_index is None:
+                    raise ValueError(f"{name}: node_entity and sentence_index are required by "
+                                     f"the global head (eq. 2); pass them or use "
+                                     f"global_head=False")
+                check_index(node_entity, "node_entity", [N])
+                if N and int(node_entity.min()) < -1:
+                    raise ValueError(f"{name}: node_entity must be >= -1 (-1 = no entity)")
+                check_index(sentence_index, "sentence_index", [2, sentence_index.size(-1)])
+                check_range(sentence_index[0], "sentence_index[0] (node)", N)
+                if sentence_index.size(1) and int(sentence_index[1].min()) < 0:
+                    raise ValueError(f"{name}: sentence_index[1] (sentence) must be >= 0")
+
+        if self.cross_attention:
+            if token_x is None:
+                raise ValueError(f"{name}: token_x is required with cross attention "
+                                 f"(or construct the layer with cross_attention=False)")
+            if token_x.dim() != 2 or token_x.size(1) != self.token_channels:
+                raise ValueError(f"{name}: token_x must have shape [T, {self.token_channels}] "
+                                 f"(got {list(token_x.shape)})")
+            if token_x.dtype != x.dtype:
+                raise ValueError(f"{name}: token_x must have the dtype of x ({x.dtype}, got "
+                                 f"{token_x.dtype})")
+            T = token_x.size(0)
+            if token_batch is not None:
+                check_batch(token_batch, "token_batch", T)
+                if T and int(token_batch[-1]) >= num_docs:
+                    raise ValueError(f"{name}: token_batch refers to document "
+                                     f"{int(token_batch[-1])} but batch has {num_docs}")
+            elif num_docs > 1:
+                raise ValueError(f"{name}: token_batch is required when batch holds several "
+                                 f"documents")
+            if self.cross_local:
+                if token_edge_index is None:
+                    raise ValueError(f"{name}: token_edge_index is required by the local cross "
+                                     f"heads (or construct the layer with cross_local=False)")
+                check_index(token_edge_index, "token_edge_index",
+                            [2, token_edge_index.size(-1)])
+                check_range(token_edge_index[0], "token_edge_index[0] (token)", T)
+                check_range(token_edge_index[1], "token_edge_index[1] (node)", N)
+                same_doc(token_edge_index[0], token_batch, token_edge_index[1], batch,
+                         "token_edge_index")

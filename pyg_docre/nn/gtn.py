@@ -1,0 +1,107 @@
+"""The Graph-Transformer Network: a stack of :class:`~pyg_docre.nn.GTNConv` layers."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+from torch_geometric.typing import OptTensor
+
+from .conv import GTNConv
+
+__all__ = ["GTN"]
+
+
+class GTN(torch.nn.Module):
+    r"""The Graph-Transformer Network of DocRE-BSI: :math:`L` stacked
+    :class:`~pyg_docre.nn.GTNConv` layers,
+
+    .. math::
+        \mathbf{F}^{(l+1)} = \mathrm{GTNConv}_l\left(\mathbf{F}^{(l)}, \mathcal{G},
+        \mathbf{H}\right), \qquad l = 0, \dots, L - 1,
+
+    all sharing the graph structure :math:`\mathcal{G}` and (by default) the same token states
+    :math:`\mathbf{H}`.
+
+    Args:
+        channels (int): Node feature size :math:`C`.
+        num_layers (int, optional): :math:`L`. (default: :obj:`2`, the paper's choice)
+        token_channels (int, optional): Token state size; :obj:`None` = :obj:`channels`.
+        **conv_kwargs (optional): Passed to every :class:`~pyg_docre.nn.GTNConv` (heads,
+            ablation switches, dropout, :obj:`attention`, ...).
+    """
+
+    def __init__(self, channels: int, num_layers: int = 2, token_channels: Optional[int] = None,
+                 **conv_kwargs):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1 (got {num_layers})")
+        self.channels = channels
+        self.num_layers = num_layers
+        self.token_channels = channels if token_channels is None else token_channels
+        self.convs = torch.nn.ModuleList([
+            GTNConv(channels, token_channels=token_channels, **conv_kwargs)
+            for _ in range(num_layers)])
+
+    @property
+    def attention(self) -> str:
+        """``"sparse"`` or ``"dense"``: the computation of every layer (set all at once)."""
+        modes = {conv.attention for conv in self.convs}
+        if len(modes) != 1:
+            raise ValueError(f"the layers use different attention modes: {sorted(modes)}")
+        return modes.pop()
+
+    @attention.setter
+    def attention(self, value: str) -> None:
+        for conv in self.convs:
+            conv.attention = value
+
+    def reset_parameters(self):
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: OptTensor = None,
+        edge_type: OptTensor = None,
+        batch: OptTensor = None,
+        node_entity: OptTensor = None,
+        sentence_index: OptTensor = None,
+        token_x: Union[Tensor, Sequence[Tensor], None] = None,
+        token_batch: OptTensor = None,
+        token_edge_index: OptTensor = None,
+        return_all_layers: bool = False,
+    ) -> Union[Tensor, List[Tensor]]:
+        r"""Runs the :math:`L` layers.
+
+        Args:
+            x: ``[N, C]`` node features :math:`\mathbf{F}^{(0)}`.
+            edge_index, edge_type, batch, node_entity, sentence_index, token_batch,
+                token_edge_index: as in :meth:`GTNConv.forward`.
+            token_x: ``[T, C_tok]`` token states used by every layer, or a sequence of
+                :obj:`num_layers` such tensors (layer :math:`l` attends to ``token_x[l]``, as
+                in the authors' code, which feeds different encoder layers to different GTN
+                layers), or :obj:`None` without cross attention.
+            return_all_layers: return ``[F^(1), ..., F^(L)]`` instead of :math:`\mathbf{F}^{(L)}`.
+
+        Returns:
+            ``[N, C]`` :math:`\mathbf{F}^{(L)}`, or the list of all :math:`L` layer outputs.
+        """
+        if token_x is None or isinstance(token_x, Tensor):
+            token_xs = [token_x] * self.num_layers
+        else:
+            token_xs = list(token_x)
+            if len(token_xs) != self.num_layers:
+                raise ValueError(f"token_x holds {len(token_xs)} tensors but the GTN has "
+                                 f"{self.num_layers} layers")
+        outs = []
+        for conv, tx in zip(self.convs, token_xs):
+            x = conv(x, edge_index, edge_type, batch, node_entity, sentence_index, tx,
+                     token_batch, token_edge_index)
+            outs.append(x)
+        return outs if return_all_layers else x
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.channels}, num_layers={self.num_layers}, "
+                f"conv={self.convs[0]!r})")
