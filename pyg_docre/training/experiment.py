@@ -1,0 +1,149 @@
+"""One experiment end to end: data, model, training, dev selection, test, and its output folder.
+
+Output folder::
+
+    config.yaml         the resolved configuration
+    train.log           the log
+    checkpoint/         the best dev checkpoint (config.json, model.safetensors, tokenizer/)
+    result_dev.json     official-format predictions of the best checkpoint on dev
+    result_test.json    ... and on test (when the config has a test split)
+    metrics.json        dev and test scores in percent, per-epoch history, wall time
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+from torch_geometric.loader import DataLoader
+
+from pyg_docre.config import ExperimentConfig, SplitConfig
+from pyg_docre.data import DocREDDataset, load_docred, load_rel2id, parse_doc_range
+from pyg_docre.metrics import SCORE_KEYS, DocREDScorer, write_result
+from pyg_docre.models.docre_model import DocREModel
+from pyg_docre.pretrained import load_tokenizer
+
+from .objective import DocREObjective
+from .trainer import Trainer, set_seed
+
+__all__ = ["run_experiment", "format_results_table"]
+
+log = logging.getLogger("pyg_docre.train")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _setup_logging(output_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(output_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("pyg_docre")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+               for h in root.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(console)
+    return handler
+
+
+def _split_docs(config: ExperimentConfig, split: SplitConfig, base: Path) -> list[dict]:
+    docs = load_docred(config.data.resolve(split.file, base), unique_titles=False)
+    return [docs[i] for i in parse_doc_range(split.docs, len(docs))]
+
+
+def format_results_table(metrics: dict) -> str:
+    """A Markdown table of the dev and test scores (percent)."""
+    header = "| split | " + " | ".join(SCORE_KEYS) + " |"
+    lines = [header, "|" + "---|" * (len(SCORE_KEYS) + 1)]
+    for split in ("dev", "test"):
+        if split in metrics:
+            cells = [("n/a" if metrics[split].get(k) is None else f"{metrics[split][k]:.2f}")
+                     for k in SCORE_KEYS]
+            lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_experiment(config: ExperimentConfig, output_dir: str | Path, *,
+                   base_dir: str | Path = ".", command: str | None = None) -> dict:
+    """Train, select on dev, evaluate on test; write the output folder; return metrics."""
+    wall_start = time.perf_counter()
+    base_dir = Path(base_dir)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    handler = _setup_logging(output_dir)
+    try:
+        _write_text_atomic(output_dir / "config.yaml",
+                           yaml.safe_dump(config.to_dict(), sort_keys=False))
+        set_seed(config.training.seed)
+        data_cfg = config.data
+        rel2id = load_rel2id(data_cfg.resolve(data_cfg.rel2id, base_dir))
+        tokenizer = load_tokenizer(config.model.encoder)
+        cache = None if data_cfg.cache_dir is None else base_dir / data_cfg.cache_dir
+
+        def dataset(split: SplitConfig, unique_titles: bool = True) -> DocREDDataset:
+            return DocREDDataset(data_cfg.resolve(split.file, base_dir), tokenizer, rel2id,
+                                 cache_dir=cache, docs=split.docs, unique_titles=unique_titles)
+
+        train_set, dev_set = dataset(data_cfg.train, unique_titles=False), dataset(data_cfg.dev)
+        test_set = dataset(data_cfg.test) if data_cfg.test is not None else None
+        ign_docs = (train_set.documents if data_cfg.ign_train is None
+                    else _split_docs(config, data_cfg.ign_train, base_dir))
+        log.info("data: %d train, %d dev, %s test documents; Ign F1 against %d documents",
+                 len(train_set), len(dev_set), len(test_set) if test_set else 0, len(ign_docs))
+
+        scorers = {"dev": DocREDScorer(dev_set.documents, ign_docs)}
+        if test_set is not None and all("labels" in d for d in test_set.documents):
+            scorers["test"] = DocREDScorer(test_set.documents, ign_docs)
+        elif test_set is not None:
+            log.info("the test split has no labels (e.g. DocRED's test.json, scored on "
+                     "CodaLab): result_test.json is written, no test scores")
+        eval_bs = config.training.eval_batch_size
+        loaders = {"dev": DataLoader(dev_set, batch_size=eval_bs)}
+        if test_set is not None:
+            loaders["test"] = DataLoader(test_set, batch_size=eval_bs)
+
+        model = DocREModel(config.model, config.objectives, rel2id)
+        objective = DocREObjective(config.objectives, model.channels, model.distill_layers)
+        log.info("model: %s, %.1fM parameters (%.1fM new)", config.model.encoder,
+                 sum(p.numel() for p in model.parameters()) / 1e6,
+                 sum(p.numel() for p in model.new_parameters()) / 1e6)
+        checkpoint = output_dir / "checkpoint"
+        trainer = Trainer(model, objective, config.training, train_set, loaders["dev"],
+                          lambda preds: scorers["dev"].score(preds).to_dict(percent=True),
+                          checkpoint, tokenizer=tokenizer)
+        train_start = time.perf_counter()
+        history = trainer.fit()
+        train_seconds = time.perf_counter() - train_start
+
+        best = DocREModel.from_pretrained(checkpoint, map_location=trainer.device)
+        trainer.model = best
+        metrics: dict = {"name": config.name, "command": command, "best_epoch": trainer.best_epoch}
+        for split, loader in loaders.items():
+            predictions = trainer.predict(loader)
+            write_result(predictions, output_dir / f"result_{split}.json")
+            if split in scorers:
+                metrics[split] = scorers[split].score(predictions).to_dict(percent=True)
+        train_docs = sum(r.train_documents for r in history)
+        metrics["history"] = [asdict(r) for r in history]
+        metrics["train_seconds"] = train_seconds
+        metrics["seconds_per_train_document"] = (sum(r.train_seconds for r in history)
+                                                 / max(train_docs, 1))
+        metrics["wall_seconds"] = time.perf_counter() - wall_start
+        _write_text_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+        log.info("best epoch %s\n%s", trainer.best_epoch, format_results_table(metrics))
+        return metrics
+    finally:
+        logging.getLogger("pyg_docre").removeHandler(handler)
+        handler.close()

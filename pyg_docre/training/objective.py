@@ -1,0 +1,78 @@
+r"""The training objective of DocRE-BSI (paper eq. 5) and its adversarial game.
+
+.. math::
+    \mathcal{L} = \mathcal{L}_R + \alpha\,\mathcal{L}_N + \beta\,\mathcal{L}_A
+
+One training step (per micro-batch), as DESIGN.md fixes it:
+
+1. *Discriminator step* (:meth:`DocREObjective.discriminator_loss`, own optimiser): for each
+   distilled layer ``l``, BCE(C_l(F^(L).detach()) -> 1) + BCE(C_l(\hat F^(l).detach()) -> 0).
+2. *Model step* (:meth:`DocREObjective.model_loss`): L_R + alpha L_N + beta L_A, where L_A is
+   the generator loss BCE(C_l(\hat F^(l)) -> 1) (gradient into the encoder only; the
+   discriminators' parameters are held fixed), or the cosine distance to F^(L).detach() for the
+   "SA-KD -> KD" ablation. The ATLOP baseline has L = L_R.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from pyg_docre.config import ObjectivesConfig
+from pyg_docre.models.docre_model import DocREOutput
+from pyg_docre.nn.discriminator import NodeDiscriminator
+from pyg_docre.nn.losses import (adaptive_thresholding_loss, cosine_distillation_loss,
+                                 discriminator_loss, generator_loss, node_reconstruction_loss)
+
+__all__ = ["DocREObjective"]
+
+
+class DocREObjective(nn.Module):
+    """Losses of eq. 5 plus the SA-KD discriminators (one per distilled layer).
+
+    Args:
+        config: the objectives section of the experiment config.
+        channels: node feature size ``d``.
+        distill_layers: the encoder layers distilled (empty for the baseline or no distillation).
+    """
+
+    def __init__(self, config: ObjectivesConfig, channels: int, distill_layers: list[int]):
+        super().__init__()
+        self.config = config
+        self.distill_layers = list(distill_layers)
+        adversarial = config.distillation == "sakd"
+        self.discriminators = nn.ModuleDict({
+            str(l): NodeDiscriminator(channels, hidden=config.discriminator_hidden)
+            for l in (self.distill_layers if adversarial else [])})
+
+    @property
+    def adversarial(self) -> bool:
+        return len(self.discriminators) > 0
+
+    def discriminator_loss(self, out: DocREOutput) -> Tensor | None:
+        """Loss of the discriminator step (inputs detached), or None when there is none."""
+        if not self.adversarial or out.gtn_output is None or not out.layer_features:
+            return None
+        teacher = out.gtn_output.detach().float()
+        return sum(discriminator_loss(self.discriminators[str(l)], teacher,
+                                      student.detach().float())
+                   for l, student in out.layer_features.items())
+
+    def model_loss(self, out: DocREOutput, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """``L = L_R + alpha L_N + beta L_A`` and its parts (floats, for logging)."""
+        loss_r = adaptive_thresholding_loss(out.logits.float(), labels)
+        total, parts = loss_r, {"L_R": float(loss_r.detach())}
+        if out.reconstruction is not None:
+            loss_n = node_reconstruction_loss(*(t.float() for t in out.reconstruction))
+            total = total + self.config.alpha * loss_n
+            parts["L_N"] = float(loss_n.detach())
+        if out.layer_features and out.gtn_output is not None:
+            teacher = out.gtn_output.detach().float()
+            if self.adversarial:
+                loss_a = sum(generator_loss(self.discriminators[str(l)], student.float())
+                             for l, student in out.layer_features.items())
+            else:
+                loss_a = sum(cosine_distillation_loss(student.float(), teacher)
+                             for student in out.layer_features.values())
+            total = total + self.config.beta * loss_a
+            parts["L_A"] = float(loss_a.detach())
+        parts["loss"] = float(total.detach())
+        return total, parts

@@ -1,0 +1,207 @@
+"""Training loop: AdamW with separate learning rates, linear warm-up and decay, gradient
+clipping and accumulation, optional mixed precision, per-epoch dev evaluation and best-checkpoint
+selection on dev F1."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from pyg_docre.config import TrainingConfig
+from pyg_docre.data import PAIR_EDGE_TYPE
+from pyg_docre.models.docre_model import DocREModel
+
+from .evaluation import predict
+from .objective import DocREObjective
+
+__all__ = ["set_seed", "resolve_device", "autocast_factory", "Trainer", "EpochRecord"]
+
+log = logging.getLogger("pyg_docre.train")
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"training.device={name!r} but CUDA is not available")
+    return device
+
+
+def autocast_factory(precision: str, device: torch.device) -> Callable:
+    """A no-argument context-manager factory for the configured precision."""
+    if precision == "fp32":
+        return contextlib.nullcontext
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("training.precision=fp16 needs CUDA; use bf16 on the CPU")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    steps: int
+    train_seconds: float
+    train_documents: int
+    losses: dict[str, float]
+    dev: dict[str, Optional[float]] = field(default_factory=dict)
+    eval_seconds: float = 0.0
+
+
+class Trainer:
+    """Trains a :class:`DocREModel` with its :class:`DocREObjective`.
+
+    Args:
+        model, objective: what to train.
+        config: the training section of the experiment config.
+        train_set: a sequence of HDGs.
+        evaluate_dev: ``predictions -> scores dict`` (percent) for dev; selection is on its
+            ``f1``.
+        dev_loader: the dev batches.
+        checkpoint_dir: where the best model is saved (``save_pretrained``).
+        tokenizer: saved beside the checkpoint.
+    """
+
+    def __init__(self, model: DocREModel, objective: DocREObjective, config: TrainingConfig,
+                 train_set, dev_loader, evaluate_dev: Callable[[list], dict],
+                 checkpoint_dir: Path, tokenizer=None):
+        self.model, self.objective, self.config = model, objective, config
+        self.device = resolve_device(config.device)
+        self.autocast = autocast_factory(config.precision, self.device)
+        self.model.to(self.device)
+        self.objective.to(self.device)
+        generator = torch.Generator()
+        generator.manual_seed(config.seed)
+        self.train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                                       num_workers=config.num_workers,
+                                       pin_memory=config.pin_memory, generator=generator)
+        self.dev_loader = dev_loader
+        self.evaluate_dev = evaluate_dev
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.tokenizer = tokenizer
+        self.id2rel = [r for r, _ in sorted(model.rel2id.items(), key=lambda kv: kv[1])]
+
+        batches = len(self.train_loader)
+        if config.max_steps_per_epoch is not None:
+            batches = min(batches, config.max_steps_per_epoch * config.grad_accum)
+        self.batches_per_epoch = batches
+        self.steps_per_epoch = math.ceil(batches / config.grad_accum)
+        total_steps = self.steps_per_epoch * config.epochs
+        self.optimizer = torch.optim.AdamW([
+            {"params": list(model.encoder.parameters()), "lr": config.lr_encoder},
+            {"params": model.new_parameters(), "lr": config.lr_new},
+        ], weight_decay=config.weight_decay)
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
+            num_training_steps=total_steps)
+        self.disc_optimizer = (torch.optim.AdamW(objective.discriminators.parameters(),
+                                                 lr=config.lr_discriminator,
+                                                 weight_decay=config.weight_decay)
+                               if objective.adversarial else None)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=config.precision == "fp16")
+        self.history: list[EpochRecord] = []
+        self.best_f1 = -1.0
+        self.best_epoch = None
+
+    # ------------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> EpochRecord:
+        model, cfg = self.model, self.config
+        model.train()
+        self.objective.train()
+        sums: dict[str, float] = {}
+        documents, steps, start = 0, 0, time.perf_counter()
+        bar = tqdm(total=self.batches_per_epoch, desc=f"epoch {epoch}", unit="batch",
+                   dynamic_ncols=True, leave=False)
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, data in enumerate(self.train_loader):
+            if i >= self.batches_per_epoch:
+                break
+            data = data.to(self.device, non_blocking=cfg.pin_memory)
+            with self.autocast():
+                out = model(data)
+            parts = self._step(out, data, last=(i + 1) % cfg.grad_accum == 0
+                               or i + 1 == self.batches_per_epoch)
+            steps += int((i + 1) % cfg.grad_accum == 0 or i + 1 == self.batches_per_epoch)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            documents += data.num_graphs
+            elapsed = time.perf_counter() - start
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts['loss']:.4f}", docs_per_s=f"{documents / elapsed:.2f}")
+        bar.close()
+        seconds = time.perf_counter() - start
+        count = max(1, min(self.batches_per_epoch, i + 1))
+        return EpochRecord(epoch=epoch, steps=steps, train_seconds=seconds,
+                           train_documents=documents,
+                           losses={k: v / count for k, v in sums.items()})
+
+    def _step(self, out, data, last: bool) -> dict[str, float]:
+        cfg = self.config
+        disc_loss = self.objective.discriminator_loss(out)
+        if disc_loss is not None:
+            self.disc_optimizer.zero_grad(set_to_none=True)
+            disc_loss.backward()
+            self.disc_optimizer.step()
+        loss, parts = self.objective.model_loss(out, data[PAIR_EDGE_TYPE].y)
+        if disc_loss is not None:
+            parts["L_D"] = float(disc_loss.detach())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {parts}; try precision=fp32 or a lower "
+                                     f"learning rate")
+        self.scaler.scale(loss / cfg.grad_accum).backward()
+        if last:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return parts
+
+    def predict(self, loader) -> list[dict]:
+        return predict(self.model, loader, self.device, self.id2rel, self.model.config.top_k,
+                       autocast=self.autocast)
+
+    def fit(self) -> list[EpochRecord]:
+        """Train for ``epochs``, evaluate on dev after each, keep the best (dev F1) checkpoint."""
+        for epoch in range(1, self.config.epochs + 1):
+            record = self.train_epoch(epoch)
+            start = time.perf_counter()
+            record.dev = self.evaluate_dev(self.predict(self.dev_loader))
+            record.eval_seconds = time.perf_counter() - start
+            self.history.append(record)
+            improved = record.dev["f1"] > self.best_f1
+            if improved:
+                self.best_f1, self.best_epoch = record.dev["f1"], epoch
+                self.model.save_pretrained(self.checkpoint_dir, tokenizer=self.tokenizer)
+            losses = " ".join(f"{k}={v:.4f}" for k, v in record.losses.items())
+            log.info("epoch %d/%d: %s | %.1fs, %.2f docs/s | dev F1 %.2f Ign F1 %s%s",
+                     epoch, self.config.epochs, losses, record.train_seconds,
+                     record.train_documents / max(record.train_seconds, 1e-9), record.dev["f1"],
+                     _fmt(record.dev.get("ign_f1")), " (best, saved)" if improved else "")
+        return self.history
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"

@@ -1,0 +1,119 @@
+"""DocREModel on real Re-DocRED documents with the embedded MiniLM encoder."""
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+from torch_geometric.utils import scatter
+
+from pyg_docre.config import ModelConfig, ObjectivesConfig
+from pyg_docre.data import PAIR_EDGE_TYPE, build_hdg, to_gtn_inputs
+from pyg_docre.models.classifier import localized_context
+from pyg_docre.models.docre_model import DocREModel
+from pyg_docre.models.features import node_features, scatter_logsumexp
+
+
+@pytest.fixture(scope="module")
+def batch(dev_docs, tokenizer, rel2id):
+    graphs = [build_hdg(dev_docs[i], tokenizer, rel2id) for i in (4, 9)]
+    return next(iter(DataLoader(graphs, batch_size=2)))
+
+
+@pytest.fixture(scope="module")
+def model(rel2id):
+    torch.manual_seed(0)
+    return DocREModel(ModelConfig(), ObjectivesConfig(distill_layers=[3, 6]), rel2id)
+
+
+def test_scatter_logsumexp_matches_torch():
+    src = torch.randn(7, 5) * 30
+    index = torch.tensor([0, 2, 2, 1, 0, 2, 1])
+    out = scatter_logsumexp(src, index, 3)
+    for g in range(3):
+        assert torch.allclose(out[g], torch.logsumexp(src[index == g], dim=0), atol=1e-5)
+
+
+def test_node_features_follow_the_paper(batch):
+    view = to_gtn_inputs(batch)
+    hidden = torch.randn(batch["token"].num_nodes, 8)
+    x = node_features(hidden, batch, view)
+    assert torch.equal(x[view.document_pos], hidden[batch["token"].ptr[:-1]])
+    assert torch.equal(x[view.mention_pos], hidden[batch["mention"].token_index])
+    for e in range(batch["entity"].num_nodes):
+        rows = hidden[batch["mention"].token_index[batch["mention"].entity == e]]
+        assert torch.allclose(x[view.entity_pos[e]], torch.logsumexp(rows, dim=0), atol=1e-5)
+
+
+def test_localized_context_matches_a_per_pair_loop(batch):
+    torch.manual_seed(1)
+    ptr = batch["token"].ptr
+    hidden = torch.randn(int(ptr[-1]), 6)
+    mention_doc = batch["mention"].batch
+    att = [torch.rand(int((mention_doc == b).sum()), 3, int(ptr[b + 1] - ptr[b]))
+           for b in range(2)]
+    pairs = batch[PAIR_EDGE_TYPE].edge_index
+    entity_ptr = batch["entity"].ptr
+    pair_batch = batch["entity"].batch[pairs[0]]
+    ctx = localized_context(hidden, ptr, att, batch["mention"].entity, entity_ptr, pairs,
+                            pair_batch)
+    for p in range(0, pairs.size(1), 37):
+        b = int(pair_batch[p])
+        local = batch["mention"].entity[mention_doc == b]
+        ent_att = lambda e: att[b][local == e].mean(dim=0)          # [H, T_b]
+        a = (ent_att(pairs[0, p]) * ent_att(pairs[1, p])).mean(dim=0)
+        a = a / (a.sum() + 1e-5)
+        expected = a @ hidden[ptr[b]:ptr[b + 1]]
+        assert torch.allclose(ctx[p], expected, atol=1e-5)
+
+
+def test_forward_shapes_and_auxiliary_outputs(model, batch):
+    model.train()
+    out = model(batch)
+    num_pairs = batch[PAIR_EDGE_TYPE].edge_index.size(1)
+    assert out.logits.shape == (num_pairs, 97)
+    view = to_gtn_inputs(batch)
+    assert out.node_features.shape == out.gtn_output.shape == (view.num_nodes, 384)
+    assert sorted(out.layer_features) == [3, 6]
+    pred, target = out.reconstruction
+    num_mentions = batch["mention"].num_nodes
+    assert pred.shape == target.shape == (round(0.2 * num_mentions), 384)
+    assert not target.requires_grad
+    model.eval()
+    out = model(batch)
+    assert out.layer_features == {} and out.reconstruction is None
+
+
+def test_baseline_has_no_graph_part(rel2id, batch):
+    base = DocREModel(ModelConfig(baseline=True), ObjectivesConfig(), rel2id)
+    assert base.gtn is None and base.distill_layers == []
+    base.train()
+    out = base(batch)
+    assert out.gtn_output is None and out.reconstruction is None and not out.layer_features
+    # The baseline's new parameters are the classifier's only.
+    assert sum(p.numel() for p in base.new_parameters()) == sum(
+        p.numel() for p in base.classifier.parameters())
+
+
+def test_parameter_groups_are_disjoint(model):
+    encoder = {id(p) for p in model.encoder.parameters()}
+    new = {id(p) for p in model.new_parameters()}
+    assert not encoder & new
+    assert encoder | new == {id(p) for p in model.parameters()}
+
+
+def test_save_and_reload_without_pickle(model, batch, tmp_path, tokenizer):
+    model.eval()
+    with torch.no_grad():
+        before = model(batch).logits
+    model.save_pretrained(tmp_path, tokenizer=tokenizer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors",
+                                                          "tokenizer"]
+    reloaded = DocREModel.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        after = reloaded(batch).logits
+    assert torch.allclose(before, after, atol=1e-5)
+    tok = DocREModel.load_tokenizer(tmp_path)
+    assert tok("a b").input_ids == tokenizer("a b").input_ids
+
+
+def test_bad_distill_layer_is_a_clear_error(rel2id):
+    with pytest.raises(ValueError, match=r"distill_layers: \[7\] outside 1..6"):
+        DocREModel(ModelConfig(), ObjectivesConfig(distill_layers=[7]), rel2id)

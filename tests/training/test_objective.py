@@ -1,0 +1,76 @@
+"""The SA-KD game on the real model: each step moves only its own player."""
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from pyg_docre.config import ModelConfig, ObjectivesConfig
+from pyg_docre.data import PAIR_EDGE_TYPE, build_hdg
+from pyg_docre.models.docre_model import DocREModel
+from pyg_docre.training.objective import DocREObjective
+
+
+@pytest.fixture(scope="module")
+def setup(dev_docs, tokenizer, rel2id):
+    torch.manual_seed(0)
+    batch = next(iter(DataLoader([build_hdg(dev_docs[i], tokenizer, rel2id) for i in (1, 2)],
+                                 batch_size=2)))
+    return batch, rel2id
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(module, snapshot):
+    return [k for k, v in module.state_dict().items() if not torch.equal(v, snapshot[k])]
+
+
+def test_discriminator_and_model_steps_touch_only_their_side(setup):
+    batch, rel2id = setup
+    objectives = ObjectivesConfig(distill_layers=[3, 6])
+    model = DocREModel(ModelConfig(gtn_dropout=0.0), objectives, rel2id).train()
+    objective = DocREObjective(objectives, model.channels, model.distill_layers)
+    assert sorted(objective.discriminators) == ["3", "6"]
+    model_opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    disc_opt = torch.optim.SGD(objective.discriminators.parameters(), lr=1.0)
+
+    out = model(batch)
+    model_before, disc_before = _snapshot(model), _snapshot(objective)
+    disc_opt.zero_grad()
+    objective.discriminator_loss(out).backward()
+    assert all(p.grad is None for p in model.parameters())
+    disc_opt.step()
+    assert _changed(model, model_before) == []
+    assert _changed(objective, disc_before)
+
+    disc_before = _snapshot(objective)
+    disc_opt.zero_grad(set_to_none=True)
+    loss, parts = objective.model_loss(out, batch[PAIR_EDGE_TYPE].y)
+    assert set(parts) == {"L_R", "L_N", "L_A", "loss"}
+    assert parts["loss"] == pytest.approx(parts["L_R"] + 0.1 * parts["L_N"] + 0.01 * parts["L_A"],
+                                          rel=1e-5)
+    model_opt.zero_grad()
+    loss.backward()
+    assert all(p.grad is None for p in objective.parameters())
+    model_opt.step()
+    assert _changed(objective, disc_before) == []
+    encoder_changed = [k for k in _changed(model, model_before) if k.startswith("encoder.")]
+    assert encoder_changed
+
+
+def test_kd_ablation_and_baseline_losses(setup):
+    batch, rel2id = setup
+    kd = ObjectivesConfig(distillation="kd", distill_layers=[6])
+    model = DocREModel(ModelConfig(), kd, rel2id).train()
+    objective = DocREObjective(kd, model.channels, model.distill_layers)
+    assert not objective.adversarial and len(list(objective.parameters())) == 0
+    out = model(batch)
+    assert objective.discriminator_loss(out) is None
+    _, parts = objective.model_loss(out, batch[PAIR_EDGE_TYPE].y)
+    assert 0.0 <= parts["L_A"] <= 2.0            # a cosine distance
+
+    base_cfg = ObjectivesConfig()
+    base = DocREModel(ModelConfig(baseline=True), base_cfg, rel2id).train()
+    base_objective = DocREObjective(base_cfg, base.channels, base.distill_layers)
+    _, parts = base_objective.model_loss(base(batch), batch[PAIR_EDGE_TYPE].y)
+    assert set(parts) == {"L_R", "loss"} and parts["L_R"] == parts["loss"]
