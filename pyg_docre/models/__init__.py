@@ -1,0 +1,7 @@
+"""The DocRE-BSI model (and the ATLOP baseline on the same code path)."""
+from .classifier import GroupedBilinearClassifier, localized_context
+from .docre_model import DocREModel, DocREOutput
+from .features import node_features, scatter_logsumexp
+
+__all__ = ["DocREModel", "DocREOutput", "GroupedBilinearClassifier", "localized_context",
+           "node_features", "scatter_logsumexp"]
