@@ -328,7 +328,7 @@ def test_write_result_failure_is_atomic(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("pyg_docre.metrics.result_io.os.replace", broken_replace)
+    monkeypatch.setattr("pyg_docre.io.os.replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         write_result([pred("B", 0, 1, "P17")] * 1000, path)
     assert path.read_bytes() == before

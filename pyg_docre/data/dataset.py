@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from os import PathLike
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -19,6 +17,7 @@ from typing import Mapping, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from ..io import atomic_write
 from .docred import load_docred
 from .hdg import BUILDER_VERSION, PAIR_EDGE_TYPE, DocumentGraph, build_hdg
 
@@ -125,14 +124,8 @@ class DocREDDataset(Dataset):
             return [_from_plain(d) for d in torch.load(cache_file, weights_only=True)]
         graphs = [build_hdg(d, tokenizer, rel2id, validate=False) for d in all_docs]
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save([_to_plain(g) for g in graphs], f)
-            os.replace(tmp, cache_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        plain = [_to_plain(g) for g in graphs]
+        atomic_write(cache_file, lambda f: torch.save(plain, f), binary=True)
         log.info("cached %d HDGs in %s", len(graphs), cache_file)
         return graphs
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import numbers
-import os
-import uuid
 from os import PathLike
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from ..io import atomic_write_text
 
 __all__ = ["PREDICTION_KEYS", "PredictionFormatError", "check_prediction", "read_result",
            "write_result"]
@@ -127,26 +127,9 @@ def write_result(predictions: Iterable[Mapping[str, Any]], path: str | PathLike)
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    path = Path(path)
     rows = []
     for i, pred in enumerate(predictions):
         check_prediction(pred, i)
         rows.append({"title": pred["title"], "h_idx": int(pred["h_idx"]),
                      "t_idx": int(pred["t_idx"]), "r": pred["r"]})
-    text = json.dumps(rows, ensure_ascii=False)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    # os.open with mode 0o666 lets the umask decide the permissions, as for an ordinary file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(rows, ensure_ascii=False))

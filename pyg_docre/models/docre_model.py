@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from pyg_docre.config import ModelConfig, ObjectivesConfig
 from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, to_gtn_inputs
+from pyg_docre.io import atomic_write_text
 from pyg_docre.nn.encoder import WindowedEncoder
 from pyg_docre.nn.gtn import GTN
 from pyg_docre.pretrained import resolve_pretrained
@@ -191,11 +192,10 @@ class DocREModel(nn.Module):
             "rel2id": self.rel2id,
             "encoder_config": self.encoder.model.config.to_dict(),
         }
-        tmp = directory / (CONFIG_NAME + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        save_model(self, str(directory / (WEIGHTS_NAME + ".tmp")))
-        (directory / (WEIGHTS_NAME + ".tmp")).replace(directory / WEIGHTS_NAME)
-        tmp.replace(directory / CONFIG_NAME)
+        weights_tmp = directory / f".{WEIGHTS_NAME}.tmp"
+        save_model(self, str(weights_tmp))
+        weights_tmp.replace(directory / WEIGHTS_NAME)
+        atomic_write_text(directory / CONFIG_NAME, json.dumps(meta, indent=2))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +23,7 @@ from torch_geometric.loader import DataLoader
 
 from pyg_docre.config import ExperimentConfig, SplitConfig
 from pyg_docre.data import DocREDDataset, load_docred, load_rel2id, parse_doc_range
+from pyg_docre.io import atomic_write_text
 from pyg_docre.metrics import SCORE_KEYS, DocREDScorer, write_result
 from pyg_docre.models.docre_model import DocREModel
 from pyg_docre.pretrained import load_tokenizer
@@ -35,13 +34,6 @@ from .trainer import Trainer, set_seed
 __all__ = ["run_experiment", "format_results_table"]
 
 log = logging.getLogger("pyg_docre.train")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _setup_logging(output_dir: Path) -> logging.Handler:
@@ -84,7 +76,7 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, *,
     output_dir.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(output_dir)
     try:
-        _write_text_atomic(output_dir / "config.yaml",
+        atomic_write_text(output_dir / "config.yaml",
                            yaml.safe_dump(config.to_dict(), sort_keys=False))
         set_seed(config.training.seed)
         data_cfg = config.data
@@ -141,7 +133,7 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, *,
         metrics["seconds_per_train_document"] = (sum(r.train_seconds for r in history)
                                                  / max(train_docs, 1))
         metrics["wall_seconds"] = time.perf_counter() - wall_start
-        _write_text_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+        atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
         log.info("best epoch %s\n%s", trainer.best_epoch, format_results_table(metrics))
         return metrics
     finally:
