@@ -1,0 +1,506 @@
+r"""Training and inference throughput of DocRE-BSI against the ATLOP baseline.
+
+Two models on the same Re-DocRED documents (the first ``--docs`` of ``dev_revised.json``), the
+same batches (``--batch-size``, fixed order) and the same encoder (the embedded MiniLM-L6):
+
+* ``full``: ``ModelConfig()`` defaults with ``ObjectivesConfig(distill_layers=[3, 6])`` (GTN,
+  node reconstruction, SA-KD with its discriminators);
+* ``baseline``: ``ModelConfig(baseline=True)`` (ATLOP: no GTN, no auxiliary losses).
+
+A **training step** is exactly the body of :meth:`Trainer.train_epoch`: move the batch to the
+device, ``model(data)`` under the trainer's autocast, then :meth:`Trainer._step` (discriminator
+step, model loss, backward, clipping, optimiser and scheduler steps). **Inference** is
+:func:`pyg_docre.training.evaluation.predict` (``no_grad``, eval mode, decoding of the official
+predictions). Both are timed over whole passes through a ``DataLoader`` (collation included),
+after one untimed warm-up batch per model, the two models alternating pass by pass. Reported:
+documents per second, seconds per document, and the ratio full / baseline of the time per
+document, checked (printed, not asserted) against the targets: training at most 1.25x and
+inference at most 1.10x the baseline.
+
+**Where the time goes**: a separate pass under :mod:`torch.profiler` with ``record_function``
+labels put from outside the model: forward hooks on ``model.encoder``, ``model.gtn`` and
+``model.classifier``, wrappers on the objective's loss methods and the optimisers' ``step``, and
+labels around collation, ``data.to(device)``, ``to_gtn_inputs`` (computed outside the model and
+passed as ``model(data, view)``) and the model call. Backward time is attributed to the region
+whose forward operator created the autograd node (the profiler's ``sequence_nr`` links a
+backward ``evaluate_function`` event to its forward operator). Shares are of the profiled step
+time; the profiler's own overhead inflates small operators, so read them as proportions.
+
+Outputs in ``--out`` (default ``benchmarks/results/``): ``throughput.json`` and
+``throughput.md``. See ``benchmarks/README.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402  (puts the repository root on sys.path too)
+
+import torch  # noqa: E402
+from torch.autograd.profiler import record_function  # noqa: E402
+
+#: Targets of the issue: full-model time per document over the baseline's.
+TARGETS = {"train": 1.25, "inference": 1.10}
+VARIANTS = ("full", "baseline")
+BACKWARD_EVENT = "autograd::engine::evaluate_function: "
+
+# Region labels. "step" spans a whole training step / inference batch; the others nest in it.
+STEP = "step"
+DATA_REGIONS = ("data:collate", "data:to_device", "data:to_gtn_inputs")
+MODEL = "model"
+MODULE_REGIONS = {"encoder": "encoder", "gtn": "gtn", "classifier": "classifier"}
+LOSSES, OPTIMIZER, DECODE = "losses", "optimizer", "decode"
+#: Backward time whose forward operator lies outside every label (``"unattributed:backward"``).
+UNATTRIBUTED = "unattributed"
+LABELS = frozenset((STEP, *DATA_REGIONS, MODEL, *MODULE_REGIONS.values(), LOSSES, OPTIMIZER,
+                    DECODE))
+#: How the report groups regions (the brief's four: encoder, GTN, losses, data pipeline).
+GROUPS = {
+    "data pipeline": DATA_REGIONS,
+    "encoder": ("encoder",),
+    "GTN": ("gtn",),
+    "classifier": ("classifier",),
+    "model (other: node features, context pooling, ...)": (MODEL,),
+    "losses": (LOSSES,),
+    "optimizer steps": (OPTIMIZER,),
+    "decoding predictions": (DECODE,),
+    "backward (unattributed: gradient accumulation, ...)": (UNATTRIBUTED,),
+    "other (clipping, scheduler, glue)": (STEP,),
+}
+
+
+# ==============================================================================================
+# Models and data
+# ==============================================================================================
+@dataclass
+class Variant:
+    """One model with its objective and trainer (the trainer owns the optimisers)."""
+
+    name: str
+    model: torch.nn.Module
+    objective: torch.nn.Module
+    trainer: object
+
+
+def build_variant(name: str, graphs: Sequence, rel2id: dict, seed: int, batch_size: int,
+                  workdir: Path) -> Variant:
+    """``full`` or ``baseline``, built as ``experiments/run.py`` builds them."""
+    from pyg_docre.config import ModelConfig, ObjectivesConfig, TrainingConfig
+    from pyg_docre.models.docre_model import DocREModel
+    from pyg_docre.training.objective import DocREObjective
+    from pyg_docre.training.trainer import Trainer, set_seed
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    set_seed(seed)
+    model_config = ModelConfig(baseline=(name == "baseline"))
+    objectives = ObjectivesConfig(distill_layers=[3, 6])
+    model = DocREModel(model_config, objectives, rel2id)
+    objective = DocREObjective(objectives, model.channels, model.distill_layers)
+    training = TrainingConfig(device="cpu", batch_size=batch_size, epochs=1, seed=seed)
+    trainer = Trainer(model, objective, training, list(graphs), dev_loader=[],
+                      evaluate_dev=lambda predictions: {}, checkpoint_dir=workdir / name)
+    return Variant(name, model, objective, trainer)
+
+
+def load_graphs(num_docs: int, rel2id: dict) -> list:
+    """HDGs of the first ``num_docs`` documents of Re-DocRED dev (MiniLM tokenizer)."""
+    from pyg_docre.data import build_hdg
+
+    docs = _common.load_documents("dev_revised.json", rel2id)
+    if not 1 <= num_docs <= len(docs):
+        raise ValueError(f"--docs must be in 1..{len(docs)} (got {num_docs})")
+    tokenizer = _common.load_tokenizer()
+    return [build_hdg(doc, tokenizer, rel2id, validate=False) for doc in docs[:num_docs]]
+
+
+def make_loader(graphs: Sequence, batch_size: int):
+    from torch_geometric.loader import DataLoader
+    return DataLoader(list(graphs), batch_size=batch_size, shuffle=False)
+
+
+# ==============================================================================================
+# What is timed: the trainer's step and the evaluation's predict
+# ==============================================================================================
+def train_step(variant: Variant, data) -> None:
+    """The body of ``Trainer.train_epoch`` for one batch (no accumulation)."""
+    trainer = variant.trainer
+    data = data.to(trainer.device)
+    with trainer.autocast():
+        out = variant.model(data)
+    trainer._step(out, data, last=True)
+
+
+def train_pass(variant: Variant, loader) -> None:
+    variant.model.train()
+    variant.objective.train()
+    for data in loader:
+        train_step(variant, data)
+
+
+def inference_pass(variant: Variant, loader) -> None:
+    from pyg_docre.training.evaluation import predict
+    trainer = variant.trainer
+    predict(variant.model, loader, trainer.device, trainer.id2rel, variant.model.config.top_k,
+            autocast=trainer.autocast)
+
+
+def measure(variants: Sequence[Variant], loader, warmup_loader, passes: int,
+            num_docs: int) -> dict:
+    """Seconds per pass of every variant, training and inference, passes interleaved."""
+    runs = {"train": train_pass, "inference": inference_pass}
+    seconds = {v.name: {kind: [] for kind in runs} for v in variants}
+    for kind, run in runs.items():
+        for variant in variants:
+            run(variant, warmup_loader)
+        for _ in range(passes):
+            for variant in variants:
+                seconds[variant.name][kind].append(_common.time_call(
+                    functools.partial(run, variant, loader)))
+    results = {}
+    for name, kinds in seconds.items():
+        results[name] = {}
+        for kind, times in kinds.items():
+            total = sum(times)
+            docs = num_docs * len(times)
+            results[name][kind] = {"pass_seconds": times, "documents": docs,
+                                   "docs_per_s": docs / total, "s_per_doc": total / docs}
+    return results
+
+
+def ratios(results: dict) -> dict:
+    """Full / baseline time per document, with the targets."""
+    out = {}
+    for kind, target in TARGETS.items():
+        value = results["full"][kind]["s_per_doc"] / results["baseline"][kind]["s_per_doc"]
+        out[kind] = {"full_over_baseline": value, "target_max": target, "met": value <= target}
+    return out
+
+
+# ==============================================================================================
+# Where the time goes: profiler labels from outside the model
+# ==============================================================================================
+class RegionLabels(contextlib.AbstractContextManager):
+    """``record_function`` labels around modules (forward hooks) and methods (wrappers), all
+    removed on exit."""
+
+    def __init__(self):
+        self._handles: list = []
+        self._restore: list[tuple[object, str, object]] = []
+
+    def module(self, module: Optional[torch.nn.Module], label: str) -> None:
+        if module is None:
+            return
+        stack: list = []
+
+        def enter(mod, args):
+            stack.append(record_function(label))
+            stack[-1].__enter__()
+
+        def leave(mod, args, output):
+            stack.pop().__exit__(None, None, None)
+
+        self._handles.append(module.register_forward_pre_hook(enter))
+        self._handles.append(module.register_forward_hook(leave, always_call=True))
+
+    def method(self, obj: Optional[object], name: str, label: str) -> None:
+        if obj is None:
+            return
+        original = getattr(obj, name)
+
+        @functools.wraps(original)
+        def labelled(*args, **kwargs):
+            with record_function(label):
+                return original(*args, **kwargs)
+
+        self._restore.append((obj, name, obj.__dict__.get(name)))
+        setattr(obj, name, labelled)
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        for obj, name, previous in reversed(self._restore):
+            if previous is None:
+                delattr(obj, name)
+            else:
+                setattr(obj, name, previous)
+        self._handles, self._restore = [], []
+
+
+def label_variant(labels: RegionLabels, variant: Variant) -> None:
+    model, trainer = variant.model, variant.trainer
+    for attr, label in MODULE_REGIONS.items():
+        labels.module(getattr(model, attr), label)
+    labels.method(variant.objective, "discriminator_loss", LOSSES)
+    labels.method(variant.objective, "model_loss", LOSSES)
+    labels.method(trainer.optimizer, "step", OPTIMIZER)
+    labels.method(trainer.disc_optimizer, "step", OPTIMIZER)
+
+
+def _batches(loader) -> Iterator:
+    """The loader's batches, each fetched (collated) under the ``data:collate`` label."""
+    iterator = iter(loader)
+    while True:
+        with record_function("data:collate"):
+            data = next(iterator, None)
+        if data is None:
+            return
+        yield data
+
+
+def profiled_train_steps(variant: Variant, loader) -> None:
+    """Training steps as :func:`train_step`, with the data pipeline split into labels."""
+    from pyg_docre.data import to_gtn_inputs
+    trainer = variant.trainer
+    variant.model.train()
+    variant.objective.train()
+    for data in _batches(loader):
+        with record_function(STEP):
+            with record_function("data:to_device"):
+                data = data.to(trainer.device)
+            with record_function("data:to_gtn_inputs"):
+                view = to_gtn_inputs(data)
+            with record_function(MODEL), trainer.autocast():
+                out = variant.model(data, view)
+            trainer._step(out, data, last=True)
+
+
+def profiled_inference(variant: Variant, loader) -> None:
+    """Inference batches as :func:`~pyg_docre.training.evaluation.predict` runs them."""
+    from pyg_docre.data import to_gtn_inputs
+    from pyg_docre.training.evaluation import decode_predictions
+    trainer, model = variant.trainer, variant.model
+    model.eval()
+    with torch.no_grad():
+        for data in _batches(loader):
+            with record_function(STEP):
+                with record_function("data:to_device"):
+                    data = data.to(trainer.device)
+                with record_function("data:to_gtn_inputs"):
+                    view = to_gtn_inputs(data)
+                with record_function(MODEL), trainer.autocast():
+                    out = model(data, view)
+                with record_function(DECODE):
+                    decode_predictions(out.logits, data, trainer.id2rel, model.config.top_k)
+    model.train()
+
+
+def profile_regions(variant: Variant, loader, kind: str) -> dict:
+    """Profile one pass (``kind`` = ``"train"`` / ``"inference"``) and break its time down."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run = profiled_train_steps if kind == "train" else profiled_inference
+    with RegionLabels() as labels:
+        label_variant(labels, variant)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run(variant, loader)
+    return region_breakdown(prof.events())
+
+
+def _nearest_label(event) -> Optional[object]:
+    parent = event.cpu_parent
+    while parent is not None and parent.name not in LABELS:
+        parent = parent.cpu_parent
+    return parent
+
+
+def region_breakdown(events) -> dict:
+    """Exclusive wall time (microseconds) per label, forward and backward, from profiler events.
+
+    A label's exclusive time is its duration minus that of the labels nested in it. A backward
+    ``evaluate_function`` event is moved from the label it runs in to ``<label>:backward`` of the
+    label whose forward operator (same thread, same ``sequence_nr``) created its autograd node,
+    or to ``unattributed:backward``. ``total_us`` is the time of the top-level labels (steps
+    and collation).
+    """
+    forward_region: dict[tuple[int, int], str] = {}
+    exclusive: dict[str, float] = defaultdict(float)
+    total = 0.0
+    # Every operator run with autograd on records the sequence number the NEXT autograd node
+    # will take, so operators that create no node (e.g. collating integer tensors) share it
+    # with the one that does; the creator is the last of them to start. Hence: in start order,
+    # later operators overwrite earlier ones.
+    events = sorted(events, key=lambda e: e.time_range.start)
+    for event in events:
+        name = event.name
+        if name in LABELS:
+            duration = event.time_range.elapsed_us()
+            exclusive[name] += duration
+            outer = _nearest_label(event)
+            if outer is not None:
+                exclusive[outer.name] -= duration
+            else:  # a top-level region: a step, or the collation before it
+                total += duration
+        elif event.sequence_nr >= 0 and not name.startswith(BACKWARD_EVENT):
+            owner = _nearest_label(event)
+            if owner is not None and not _inside_backward(event):
+                forward_region[(event.thread, event.sequence_nr)] = owner.name
+    for event in events:
+        if not event.name.startswith(BACKWARD_EVENT):
+            continue
+        duration = event.time_range.elapsed_us()
+        region = forward_region.get((getattr(event, "fwd_thread", event.thread),
+                                     event.sequence_nr))
+        exclusive[f"{region or UNATTRIBUTED}:backward"] += duration
+        outer = _nearest_label(event)
+        if outer is not None:
+            exclusive[outer.name] -= duration
+    return {"total_us": total, "exclusive_us": dict(exclusive)}
+
+
+def _inside_backward(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith(BACKWARD_EVENT):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def shares(breakdown: dict) -> dict:
+    """Grouped shares (percent of the profiled time), forward and backward separately."""
+    total = breakdown["total_us"] or 1.0
+    exclusive = breakdown["exclusive_us"]
+    out = {}
+    for group, regions in GROUPS.items():
+        fwd = sum(exclusive.get(r, 0.0) for r in regions)
+        bwd = sum(exclusive.get(f"{r}:backward", 0.0) for r in regions)
+        out[group] = {"forward_pct": 100 * fwd / total, "backward_pct": 100 * bwd / total,
+                      "total_pct": 100 * (fwd + bwd) / total}
+    return out
+
+
+# ==============================================================================================
+# Reports
+# ==============================================================================================
+def markdown_report(result: dict) -> str:
+    meta, settings = result["metadata"], result["settings"]
+    timing = result["timing"]
+    rows = []
+    for name in VARIANTS:
+        t = timing[name]
+        rows.append([name, t["train"]["docs_per_s"], t["train"]["s_per_doc"],
+                     t["inference"]["docs_per_s"], t["inference"]["s_per_doc"]])
+    ratio_rows = [[kind, r["full_over_baseline"], f"<= {r['target_max']}",
+                   "met" if r["met"] else "MISSED"] for kind, r in result["ratios"].items()]
+    parts = [
+        "# Throughput: DocRE-BSI (full) against the ATLOP baseline\n",
+        f"{settings['docs']} Re-DocRED dev documents, batch {settings['batch_size']}, "
+        f"{settings['passes']} timed pass(es) per model after a warm-up batch, encoder "
+        f"`{_common.ENCODER}`. Training step = `Trainer._step` after the forward pass (as "
+        f"`Trainer.train_epoch`); inference = `evaluation.predict`. See `benchmarks/README.md`."
+        "\n",
+        _common.markdown_table(["model", "train docs/s", "train s/doc", "inference docs/s",
+                                "inference s/doc"], rows),
+        "\n## Full over baseline (time per document)\n",
+        _common.markdown_table(["", "ratio", "target", "status"], ratio_rows),
+    ]
+    for kind in ("train", "inference"):
+        scope = "forward + backward" if kind == "train" else "forward only"
+        parts.append(f"\n## Where the time goes: {kind} (percent of profiled time, {scope})\n")
+        table = []
+        for group in GROUPS:
+            cells = [result["profile"][name][kind]["shares"][group] for name in VARIANTS]
+            if all(c["total_pct"] < 0.05 for c in cells):
+                continue
+            row = [group]
+            for c in cells:
+                row += [c["total_pct"], c["forward_pct"], c["backward_pct"]]
+            table.append(row)
+        headers = ["region"] + [f"{name} {part}" for name in VARIANTS
+                                for part in ("total %", "fwd %", "bwd %")]
+        parts.append(_common.markdown_table(headers, table))
+    parts += ["", _common.metadata_markdown(meta)]
+    return "\n".join(parts)
+
+
+def print_summary(result: dict) -> None:
+    for kind, r in result["ratios"].items():
+        status = "met" if r["met"] else "MISSED"
+        print(f"{kind}: full / baseline time per document = {r['full_over_baseline']:.3f} "
+              f"(target <= {r['target_max']}: {status})")
+
+
+# ==============================================================================================
+# Command line
+# ==============================================================================================
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Training and inference documents/s of DocRE-BSI vs the ATLOP baseline "
+                    "(see benchmarks/README.md).")
+    parser.add_argument("--docs", type=int, default=None,
+                        help="Re-DocRED dev documents (default: 24, quick: 2)")
+    parser.add_argument("--batch-size", type=int, default=None, help="(default: 4, quick: 2)")
+    parser.add_argument("--passes", type=int, default=None,
+                        help="timed passes over the documents per model (default: 2, quick: 1)")
+    parser.add_argument("--profile-batches", type=int, default=None,
+                        help="batches in the profiled pass (default: 2, quick: 1)")
+    parser.add_argument("--seed", type=int, default=66, help="(default: 66, as the configs)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run for the tests (well under a minute when idle)")
+    parser.add_argument("--out", default=None, help="output directory "
+                        f"(default: {_common.DEFAULT_OUT.relative_to(_common.ROOT)})")
+    args = parser.parse_args(argv)
+    defaults = {"docs": (24, 2), "batch_size": (4, 2), "passes": (2, 1),
+                "profile_batches": (2, 1)}
+    for name, (normal, quick) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else normal)
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    return args
+
+
+def run(args: argparse.Namespace, meta: dict) -> dict:
+    rel2id = _common.load_rel2id()
+    graphs = load_graphs(args.docs, rel2id)
+    loader = make_loader(graphs, args.batch_size)
+    warmup_loader = make_loader(graphs[:args.batch_size], args.batch_size)
+    profile_loader = make_loader(graphs[:args.batch_size * args.profile_batches],
+                                 args.batch_size)
+    with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
+        variants = [build_variant(name, graphs, rel2id, args.seed, args.batch_size, Path(tmp))
+                    for name in VARIANTS]
+        timing = measure(variants, loader, warmup_loader, args.passes, len(graphs))
+        profile = {}
+        for variant in variants:
+            profile[variant.name] = {}
+            for kind in ("train", "inference"):
+                breakdown = profile_regions(variant, profile_loader, kind)
+                profile[variant.name][kind] = {"shares": shares(breakdown), **breakdown}
+    return {"benchmark": "throughput", "metadata": meta,
+            "settings": {"docs": len(graphs), "batch_size": args.batch_size,
+                         "passes": args.passes, "profile_batches": args.profile_batches,
+                         "seed": args.seed, "split": "re-docred dev_revised.json",
+                         "encoder": _common.ENCODER,
+                         "full": "ModelConfig(), ObjectivesConfig(distill_layers=[3, 6])",
+                         "baseline": "ModelConfig(baseline=True)"},
+            "timing": timing, "ratios": ratios(timing), "profile": profile}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    out_dir = _common.resolve_out(args.out)
+    meta = _common.metadata(_common.script_argv(__file__, argv))
+    start = time.perf_counter()
+    result = run(args, meta)
+    result["metadata"]["wall_seconds"] = round(time.perf_counter() - start, 1)
+    _common.write_json(out_dir / "throughput.json", result)
+    _common.write_text_atomic(out_dir / "throughput.md", markdown_report(result))
+    print_summary(result)
+    print(f"wrote {out_dir / 'throughput.json'}, {out_dir / 'throughput.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
