@@ -193,6 +193,17 @@ def validate_documents(docs: Iterable[Any], *, path: str | PathLike | None = Non
         seen[title] = i
 
 
+def read_json_file(path: Path) -> Any:
+    """Parse a JSON file; a missing file or invalid JSON is a :class:`DocREDFormatError`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DocREDFormatError("no such file", path=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DocREDFormatError(f"not valid JSON ({err})", path=path) from None
+
+
 def load_docred(path: str | PathLike, *, rel2id: Mapping[str, int] | None = None,
                 require_labels: bool = False, unique_titles: bool = True) -> list[dict]:
     """Read a DocRED-format JSON file and validate every document.
@@ -210,13 +221,7 @@ def load_docred(path: str | PathLike, *, rel2id: Mapping[str, int] | None = None
         DocREDFormatError: the file is missing, not JSON, or a document is malformed.
     """
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            docs = json.load(f)
-    except FileNotFoundError:
-        raise DocREDFormatError("no such file", path=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DocREDFormatError(f"not valid JSON ({err})", path=path) from None
+    docs = read_json_file(path)
     if not isinstance(docs, list):
         raise DocREDFormatError(f"must hold a JSON list of documents, got {type(docs).__name__}",
                                 path=path)

@@ -1,11 +1,10 @@
 """Relation vocabularies: ``rel2id.json`` (class ids) and ``rel_info.json`` (relation names)."""
 from __future__ import annotations
 
-import json
 from os import PathLike
 from pathlib import Path
 
-from .docred import DocREDFormatError
+from .docred import DocREDFormatError, read_json_file
 
 __all__ = ["NO_RELATION", "load_rel2id", "load_rel_info"]
 
@@ -14,13 +13,7 @@ NO_RELATION = "Na"
 
 
 def _read_json_object(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except FileNotFoundError:
-        raise DocREDFormatError("no such file", path=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DocREDFormatError(f"not valid JSON ({err})", path=path) from None
+    obj = read_json_file(path)
     if not isinstance(obj, dict):
         raise DocREDFormatError("must hold a JSON object", path=path)
     return obj
