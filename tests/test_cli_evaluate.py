@@ -9,25 +9,10 @@ import pytest
 
 from pyg_docre.cli import main
 
+from docred_factory import make_doc
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["precision", "recall", "f1", "ign_f1", "intra_f1", "inter_f1"]
-
-
-def make_doc(title, entities, labels):
-    """A valid DocRED document; ``entities``: per entity a list of (name, sent_id)."""
-    sents = [[f"w{i}" for i in range(8)] for _ in range(2)]
-    used = [0, 0]
-    vertex_set = []
-    for entity in entities:
-        mentions = []
-        for name, sent_id in entity:
-            start = used[sent_id]
-            used[sent_id] += 1
-            mentions.append({"name": name, "sent_id": sent_id, "pos": [start, start + 1],
-                             "type": "MISC"})
-        vertex_set.append(mentions)
-    return {"title": title, "sents": sents, "vertexSet": vertex_set,
-            "labels": [{"h": h, "t": t, "r": r, "evidence": []} for h, t, r in labels]}
 
 
 def write_json(path, obj):
