@@ -4,7 +4,7 @@ from .relations import NO_RELATION, load_rel2id, load_rel_info
 from .tokenization import MARKER, TokenizedDocument, tokenize_document
 from .hdg import (BUILDER_VERSION, EDGE_RELATIONS, GRAPH_EDGE_TYPES, NODE_TYPES, PAIR_EDGE_TYPE,
                   TOKEN_EDGE_TYPES, DocumentGraph, build_hdg)
-from .view import GTNInputs, to_gtn_inputs
+from .view import GTNInputs, node_ptr, to_gtn_inputs
 from .dataset import DocREDDataset, parse_doc_range, tokenizer_fingerprint
 
 __all__ = [
@@ -13,6 +13,6 @@ __all__ = [
     "MARKER", "TokenizedDocument", "tokenize_document",
     "BUILDER_VERSION", "EDGE_RELATIONS", "GRAPH_EDGE_TYPES", "NODE_TYPES", "PAIR_EDGE_TYPE",
     "TOKEN_EDGE_TYPES", "DocumentGraph", "build_hdg",
-    "GTNInputs", "to_gtn_inputs",
+    "GTNInputs", "node_ptr", "to_gtn_inputs",
     "DocREDDataset", "parse_doc_range", "tokenizer_fingerprint",
 ]

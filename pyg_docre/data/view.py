@@ -16,7 +16,7 @@ from torch_geometric.data import HeteroData
 
 from .hdg import EDGE_RELATIONS, GRAPH_EDGE_TYPES, TOKEN_EDGE_TYPES
 
-__all__ = ["GTNInputs", "to_gtn_inputs"]
+__all__ = ["GTNInputs", "to_gtn_inputs", "node_ptr"]
 
 _GRAPH_NODE_TYPES = ("document", "mention", "entity")
 
@@ -64,6 +64,15 @@ class GTNInputs:
         return dict(edge_index=self.edge_index, edge_type=self.edge_type, batch=self.batch,
                     node_entity=self.node_entity, sentence_index=self.sentence_index,
                     token_batch=self.token_batch, token_edge_index=self.token_edge_index)
+
+
+def node_ptr(data: HeteroData, node_type: str) -> Tensor:
+    """``[B + 1]`` boundaries of each document's ``node_type`` nodes (``[0, n]`` unbatched)."""
+    store = data[node_type]
+    if "ptr" in store:
+        return store.ptr
+    device = data["token"].input_ids.device
+    return torch.tensor([0, store.num_nodes], device=device)
 
 
 def _batch_vector(data: HeteroData, node_type: str) -> Tensor:

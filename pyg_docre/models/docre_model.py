@@ -25,14 +25,14 @@ import torch
 from torch import Tensor, nn
 
 from pyg_docre.config import ModelConfig, ObjectivesConfig
-from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, to_gtn_inputs
+from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, node_ptr, to_gtn_inputs
 from pyg_docre.io import atomic_write_text
 from pyg_docre.nn.encoder import WindowedEncoder
 from pyg_docre.nn.gtn import GTN
 from pyg_docre.pretrained import resolve_pretrained
 
 from .classifier import GroupedBilinearClassifier, localized_context
-from .features import document_token_ptr, node_features
+from .features import node_features
 
 __all__ = ["DocREOutput", "DocREModel"]
 
@@ -58,14 +58,6 @@ class DocREOutput:
     gtn_output: Optional[Tensor] = None
     layer_features: dict[int, Tensor] = field(default_factory=dict)
     reconstruction: Optional[tuple[Tensor, Tensor]] = None
-
-
-def _batch_ptr(data, node_type: str) -> Tensor:
-    store = data[node_type]
-    if "ptr" in store:
-        return store.ptr
-    device = data["token"].input_ids.device
-    return torch.tensor([0, store.num_nodes], device=device)
 
 
 class DocREModel(nn.Module):
@@ -137,7 +129,7 @@ class DocREModel(nn.Module):
         training mode and when the objectives ask for them.
         """
         view = to_gtn_inputs(data) if view is None else view
-        token_ptr = document_token_ptr(data)
+        token_ptr = node_ptr(data, "token")
         enc = self.encoder(data["token"].input_ids, token_ptr,
                            query_index=data["mention"].token_index,
                            num_prefix_special=_first_int(data.num_prefix_special),
@@ -157,7 +149,7 @@ class DocREModel(nn.Module):
                     out.reconstruction = self._reconstruct(x0, view, hidden)
 
         pairs = data[PAIR_EDGE_TYPE].edge_index
-        entity_ptr = _batch_ptr(data, "entity")
+        entity_ptr = node_ptr(data, "entity")
         pair_batch = torch.bucketize(pairs[0], entity_ptr[1:], right=True)
         context = localized_context(hidden, token_ptr, enc.query_attention,
                                     data["mention"].entity, entity_ptr, pairs, pair_batch)

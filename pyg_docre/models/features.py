@@ -10,13 +10,12 @@ intermediate encoder layer gives :math:`\hat F^{(l)}` for SA-KD.
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from pyg_docre.data import GTNInputs
+from pyg_docre.data import GTNInputs, node_ptr
 
-__all__ = ["scatter_logsumexp", "node_features", "document_token_ptr"]
+__all__ = ["scatter_logsumexp", "node_features"]
 
 
 def scatter_logsumexp(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
@@ -30,14 +29,6 @@ def scatter_logsumexp(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     return scatter(shifted, index, dim=0, dim_size=dim_size, reduce="sum").log() + group_max
 
 
-def document_token_ptr(data) -> Tensor:
-    """``[B + 1]`` boundaries of each document's tokens in the batch's flat token sequence."""
-    store = data["token"]
-    if "ptr" in store:
-        return store.ptr
-    return torch.tensor([0, store.num_nodes], device=store.input_ids.device)
-
-
 def node_features(hidden: Tensor, data, view: GTNInputs) -> Tensor:
     """``F [N, d]``: document = first token ([CLS]), mention = its ``*`` token, entity = logsumexp.
 
@@ -49,7 +40,7 @@ def node_features(hidden: Tensor, data, view: GTNInputs) -> Tensor:
     mention_x = hidden[data["mention"].token_index]
     num_entities = data["entity"].num_nodes
     entity_x = scatter_logsumexp(mention_x, data["mention"].entity, num_entities)
-    document_x = hidden[document_token_ptr(data)[:-1]]
+    document_x = hidden[node_ptr(data, "token")[:-1]]
     x = hidden.new_zeros(view.num_nodes, hidden.size(-1))
     x = x.index_copy(0, view.document_pos, document_x)
     x = x.index_copy(0, view.mention_pos, mention_x)

@@ -6,7 +6,7 @@ from typing import Iterable
 
 import torch
 
-from pyg_docre.data import PAIR_EDGE_TYPE
+from pyg_docre.data import PAIR_EDGE_TYPE, node_ptr
 from pyg_docre.nn.losses import predict_relations
 
 __all__ = ["decode_predictions", "predict"]
@@ -15,9 +15,7 @@ __all__ = ["decode_predictions", "predict"]
 def decode_predictions(logits: torch.Tensor, data, id2rel: list[str], top_k: int) -> list[dict]:
     """Official ``{title, h_idx, t_idx, r}`` entries for the relations predicted in a batch."""
     pairs = data[PAIR_EDGE_TYPE].edge_index
-    store = data["entity"]
-    entity_ptr = store.ptr if "ptr" in store else torch.tensor([0, store.num_nodes])
-    entity_ptr = entity_ptr.to(pairs.device)
+    entity_ptr = node_ptr(data, "entity")
     pair_batch = torch.bucketize(pairs[0], entity_ptr[1:], right=True)
     titles = data.title if isinstance(data.title, list) else [data.title]
     predicted = predict_relations(logits.float(), top_k=top_k)[:, 1:].nonzero().tolist()
