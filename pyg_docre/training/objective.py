@@ -11,6 +11,11 @@ One training step (per micro-batch), as DESIGN.md fixes it:
    the generator loss BCE(C_l(\hat F^(l)) -> 1) (gradient into the encoder only; the
    discriminators' parameters are held fixed), or the cosine distance to F^(L).detach() for the
    "SA-KD -> KD" ablation. The ATLOP baseline has L = L_R.
+
+With ``objectives.student_projection`` (the default) the student side is
+:math:`P_l(\hat F^{(l)})`, a learned residual MLP + LayerNorm per distilled layer
+(:class:`~pyg_docre.nn.discriminator.StudentProjection`), trained with the model by step 2;
+see that module for why.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from torch import Tensor, nn
 
 from pyg_docre.config import ObjectivesConfig
 from pyg_docre.models.docre_model import DocREOutput
-from pyg_docre.nn.discriminator import NodeDiscriminator
+from pyg_docre.nn.discriminator import NodeDiscriminator, StudentProjection
 from pyg_docre.nn.losses import (adaptive_thresholding_loss, cosine_distillation_loss,
                                  discriminator_loss, generator_loss, node_reconstruction_loss)
 
@@ -42,10 +47,22 @@ class DocREObjective(nn.Module):
         self.discriminators = nn.ModuleDict({
             str(l): NodeDiscriminator(channels, hidden=config.discriminator_hidden)
             for l in (self.distill_layers if adversarial else [])})
+        distilled = config.distillation != "none" and config.student_projection
+        self.student_heads = nn.ModuleDict({
+            str(l): StudentProjection(channels) for l in (self.distill_layers if distilled else [])})
 
     @property
     def adversarial(self) -> bool:
         return len(self.discriminators) > 0
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by the model step (the student heads), not by the discriminator's."""
+        return list(self.student_heads.parameters())
+
+    def student(self, layer: int, features: Tensor) -> Tensor:
+        """The student side for layer ``layer``: ``P_l(features)`` or the features themselves."""
+        head = self.student_heads[str(layer)] if str(layer) in self.student_heads else None
+        return features if head is None else head(features)
 
     def discriminator_loss(self, out: DocREOutput) -> Tensor | None:
         """Loss of the discriminator step (inputs detached), or None when there is none."""
@@ -53,7 +70,7 @@ class DocREObjective(nn.Module):
             return None
         teacher = out.gtn_output.detach().float()
         return sum(discriminator_loss(self.discriminators[str(l)], teacher,
-                                      student.detach().float())
+                                      self.student(l, student.float()).detach())
                    for l, student in out.layer_features.items())
 
     def model_loss(self, out: DocREOutput, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -67,11 +84,12 @@ class DocREObjective(nn.Module):
         if out.layer_features and out.gtn_output is not None:
             teacher = out.gtn_output.detach().float()
             if self.adversarial:
-                loss_a = sum(generator_loss(self.discriminators[str(l)], student.float())
+                loss_a = sum(generator_loss(self.discriminators[str(l)],
+                                            self.student(l, student.float()))
                              for l, student in out.layer_features.items())
             else:
-                loss_a = sum(cosine_distillation_loss(student.float(), teacher)
-                             for student in out.layer_features.values())
+                loss_a = sum(cosine_distillation_loss(self.student(l, student.float()), teacher)
+                             for l, student in out.layer_features.items())
             total = total + self.config.beta * loss_a
             parts["L_A"] = float(loss_a.detach())
         parts["loss"] = float(total.detach())

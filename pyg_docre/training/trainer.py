@@ -107,9 +107,12 @@ class Trainer:
         self.batches_per_epoch = batches
         self.steps_per_epoch = math.ceil(batches / config.grad_accum)
         total_steps = self.steps_per_epoch * config.epochs
+        # The student heads of SA-KD / KD belong to the model step (new parameters, lr_new).
+        self.trained_parameters = list(model.parameters()) + objective.generator_parameters()
         self.optimizer = torch.optim.AdamW([
             {"params": list(model.encoder.parameters()), "lr": config.lr_encoder},
-            {"params": model.new_parameters(), "lr": config.lr_new},
+            {"params": model.new_parameters() + objective.generator_parameters(),
+             "lr": config.lr_new},
         ], weight_decay=config.weight_decay)
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
@@ -172,7 +175,7 @@ class Trainer:
         self.scaler.scale(loss / cfg.grad_accum).backward()
         if last:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.trained_parameters, cfg.max_grad_norm)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
