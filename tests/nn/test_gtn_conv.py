@@ -213,6 +213,54 @@ def test_node_without_local_tokens_gets_zero_local_message(hdg):
     assert captured["inp"][0].abs().sum() > 0
 
 
+@pytest.mark.parametrize("limit", [1, 5, 40])
+def test_chunked_local_cross_heads_match_one_call(limit, hdg):
+    """Chunks of destination nodes (limit 1: one node per chunk; 5: nodes with more edges than
+    the limit alone, the rest grouped) give the unchunked outputs and gradients."""
+    g = hdg.make_batch(num_docs=3, channels=C, token_channels=C_TOK, seed=23, isolated=1,
+                       shuffle=True)
+    assert g.token_edge_index.size(1) > 40
+    whole = make_conv(cross_chunk_edges=None)
+    chunked = make_conv(cross_chunk_edges=limit)
+    chunks = []                                    # (edges, destination nodes) per chunk
+    propagate_chunk = chunked._propagate_chunk
+    chunked._propagate_chunk = lambda edge_index, query, *rest: (
+        chunks.append((edge_index.size(1), query.size(0))),
+        propagate_chunk(edge_index, query, *rest))[1]
+    out_w, grads_w = run(whole, g, "sparse", torch.float64)
+    out_c, grads_c = run(chunked, g, "sparse", torch.float64)
+    assert len(chunks) >= 2
+    assert all(edges <= limit or nodes == 1 for edges, nodes in chunks)
+    # Every node once in the forward pass and once more when backward recomputes the chunks.
+    assert sum(nodes for _, nodes in chunks) == 2 * g.x.size(0)
+    torch.testing.assert_close(out_c, out_w, atol=1e-10, rtol=1e-10)
+    for name in grads_w:
+        torch.testing.assert_close(grads_c[name], grads_w[name], atol=1e-10, rtol=1e-10,
+                                   msg=lambda m: f"grad {name}: {m}")
+
+
+def test_chunked_cross_heads_with_dropout_recompute_the_same_masks(hdg, monkeypatch):
+    """Backward recomputes each checkpointed chunk with the forward's dropout masks: the
+    gradients equal those of the same chunks kept in memory (no checkpoint)."""
+    import pyg_docre.nn.conv.gtn_conv as module
+
+    g = hdg.make_batch(num_docs=2, channels=C, token_channels=C_TOK, seed=29)
+
+    def grads_of_run():
+        conv = make_conv(cross_chunk_edges=3, cross_global=False, attention_dropout=0.5).train()
+        x = g.x.to(torch.float64).requires_grad_()
+        torch.manual_seed(5)
+        out = conv(**{**g.args(), "x": x, "token_x": g.token_x.to(torch.float64)})
+        out.pow(2).sum().backward()
+        return out.detach(), x.grad
+
+    out_ckpt, grad_ckpt = grads_of_run()
+    monkeypatch.setattr(module, "checkpoint", lambda fn, *args, **kwargs: fn(*args))
+    out_plain, grad_plain = grads_of_run()
+    torch.testing.assert_close(out_ckpt, out_plain, atol=0, rtol=0)
+    torch.testing.assert_close(grad_ckpt, grad_plain, atol=1e-12, rtol=1e-12)
+
+
 @pytest.mark.parametrize("mode", ["sparse", "dense"])
 def test_training_mode_dropout_runs(mode, hdg):
     g = hdg.make_batch(num_docs=2, channels=C, token_channels=C_TOK, seed=19, dtype=torch.float32)
@@ -280,6 +328,8 @@ def test_bad_constructor_arguments(hdg):
         GTNConv(16, graph_attention="full")
     with pytest.raises(ValueError, match="attention must be one of"):
         GTNConv(16, attention="flash")
+    with pytest.raises(ValueError, match="cross_chunk_edges must be"):
+        GTNConv(16, cross_chunk_edges=0)
     with pytest.raises(ValueError, match="needs graph_attention='graph'"):
         g = hdg.make_batch(num_docs=1, channels=C, token_channels=C_TOK)
         make_conv(graph_attention="self")(**g.to(torch.float64).args(),

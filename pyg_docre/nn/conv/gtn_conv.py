@@ -1,6 +1,7 @@
 """The Graph-Transformer Network layer of DocRE-BSI (Zhang et al., IJCAI 2023, section 2.2)."""
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Optional, Tuple, Union
 
@@ -8,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Embedding, GELU, LayerNorm, Sequential
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor
@@ -81,7 +83,11 @@ class GTNConv(MessagePassing):
       the edge lists (one message per edge and head, :func:`torch_geometric.utils.softmax`
       grouped by destination and head); the global heads dense per document with
       :func:`~torch.nn.functional.scaled_dot_product_attention` (no mask for a single
-      document, a key-padding mask otherwise). Memory is linear in nodes, edges and tokens.
+      document, a key-padding mask otherwise). Memory is linear in nodes, edges and tokens;
+      the local cross heads, which carry most edges (every token of a node's sentences), run
+      over chunks of at most :obj:`cross_chunk_edges` edges grouped by destination node, so
+      their per-edge query/key/value copies never exceed one chunk (with gradients, each chunk
+      is recomputed in backward by :func:`torch.utils.checkpoint.checkpoint`).
     * :obj:`"dense"`: the same layer with masked :math:`N \times N` and :math:`N \times T`
       score matrices per document, as in the authors' implementation (the reference to compare
       against and benchmark).
@@ -130,6 +136,11 @@ class GTNConv(MessagePassing):
             :obj:`False`, all cross heads are local. (default: :obj:`True`)
         bias (bool, optional): Biases in the linear projections. (default: :obj:`True`)
         layer_norm_eps (float, optional): Epsilon of the three LayerNorms. (default: :obj:`1e-5`)
+        cross_chunk_edges (int, optional): Largest number of token edges the sparse local cross
+            heads process at once; more are split into chunks of whole destination nodes (a
+            node with more edges than this forms a chunk of its own). Real documents (a few
+            thousand token edges) are never split; :obj:`None` never splits.
+            (default: :obj:`2 ** 19`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
@@ -161,6 +172,7 @@ class GTNConv(MessagePassing):
         cross_global: bool = True,
         bias: bool = True,
         layer_norm_eps: float = 1e-5,
+        cross_chunk_edges: Optional[int] = 2 ** 19,
         **kwargs,
     ):
         kwargs.setdefault("aggr", "add")
@@ -174,6 +186,8 @@ class GTNConv(MessagePassing):
         if graph_attention not in _GRAPH_ATTENTION:
             raise ValueError(f"graph_attention must be one of {_GRAPH_ATTENTION} "
                              f"(got {graph_attention!r})")
+        if cross_chunk_edges is not None and cross_chunk_edges < 1:
+            raise ValueError(f"cross_chunk_edges must be >= 1 or None (got {cross_chunk_edges})")
         if num_entity_embeddings < 1 or num_sentence_embeddings < 1:
             raise ValueError("num_entity_embeddings and num_sentence_embeddings must be >= 1")
         if cross_attention:
@@ -208,6 +222,7 @@ class GTNConv(MessagePassing):
         self.ffn_channels = 2 * channels if ffn_channels is None else ffn_channels
         self.dropout = dropout
         self.attention_dropout = attention_dropout
+        self.cross_chunk_edges = cross_chunk_edges
         self.attention = attention
         self._alpha = None
 
@@ -521,10 +536,49 @@ class GTNConv(MessagePassing):
                                             token_batch, num_docs, p))
         if self.cross_local_heads > 0:
             assert token_edge_index is not None
-            parts.append(self.propagate(token_edge_index, query=query[:, G:], key=key[:, G:],
-                                        value=value[:, G:], size=(T, N)))
+            parts.append(self._chunked_propagate(token_edge_index, query[:, G:], key[:, G:],
+                                                 value[:, G:], size=(T, N)))
             self._alpha = None
         return torch.cat(parts, dim=1).reshape(N, H * dc)
+
+    def _chunked_propagate(self, edge_index: Tensor, query: Tensor, key: Tensor, value: Tensor,
+                           size: Tuple[int, int]) -> Tensor:
+        """Attention over ``edge_index`` (source -> destination), ``[size[1], H, d]``, computed
+        over chunks of destination nodes holding at most :attr:`cross_chunk_edges` edges.
+
+        The softmax of a node only involves its own incoming edges, so chunks of whole
+        destinations give the same result as one call (up to summation order). With gradients,
+        each chunk runs under :func:`torch.utils.checkpoint.checkpoint`: backward recomputes its
+        per-edge tensors instead of keeping them for every chunk.
+        """
+        limit, num_edges = self.cross_chunk_edges, edge_index.size(1)
+        if limit is None or num_edges <= limit:
+            return self.propagate(edge_index, query=query, key=key, value=value, size=size)
+        num_src, num_dst = size
+        order = torch.argsort(edge_index[1], stable=True)
+        edge_index = edge_index[:, order]
+        ends = torch.bincount(edge_index[1], minlength=num_dst).cumsum(0).tolist()
+        checkpointed = torch.is_grad_enabled() and any(
+            t.requires_grad for t in (query, key, value))
+        outputs, first_node, first_edge = [], 0, 0
+        while first_node < num_dst:
+            # The largest node range whose edges fit into the limit (at least one node).
+            last_node = max(bisect.bisect_right(ends, first_edge + limit), first_node + 1)
+            last_edge = ends[last_node - 1]
+            chunk = edge_index[:, first_edge:last_edge] - torch.tensor(
+                [[0], [first_node]], device=edge_index.device)
+            args = (chunk, query[first_node:last_node], key, value,
+                    (num_src, last_node - first_node))
+            if checkpointed:
+                outputs.append(checkpoint(self._propagate_chunk, *args, use_reentrant=False))
+            else:
+                outputs.append(self._propagate_chunk(*args))
+            first_node, first_edge = last_node, last_edge
+        return torch.cat(outputs, dim=0)
+
+    def _propagate_chunk(self, edge_index: Tensor, query: Tensor, key: Tensor, value: Tensor,
+                         size: Tuple[int, int]) -> Tensor:
+        return self.propagate(edge_index, query=query, key=key, value=value, size=size)
 
     def _dense_cross(self, query: Tensor, key: Tensor, value: Tensor, batch: OptTensor,
                      token_batch: OptTensor, token_edge_index: OptTensor,
