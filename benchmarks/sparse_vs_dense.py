@@ -230,13 +230,23 @@ class LayerShape:
     cross_heads: int = 4
 
 
-#: Sparse: bytes per (edge x channel), over ``E_eff = E_t + (E + 3N) / 2`` edges (the local
-#: cross heads hold half the channels per token edge, the local graph heads a quarter per edge
-#: and self loop). The gathered query, key and value rows of every edge, their product and the
-#: messages dominate; it also covers the node and token rows. Measured on Re-DocRED
-#: concatenations (k = 16 to 256, hidden 384 and 768): 8.1-8.9 forward, 14-20 forward +
-#: backward (the higher values at small k, where fixed overheads weigh more).
+#: The sparse local cross heads run over chunks of at most this many token edges
+#: (``GTNConv(cross_chunk_edges=...)``, its default; ``--cross-chunk-edges``).
+CROSS_CHUNK_EDGES = 2 ** 19
+#: Sparse: bytes per (edge x channel) over the edges whose per-edge rows are alive at once,
+#: ``E_live = min(E_t, chunk) + (E + 3N) / 2`` (the local cross heads hold half the channels per
+#: token edge of one chunk, the local graph heads a quarter per edge and self loop): the gathered
+#: query, key and value rows, their product and the messages. Measured on Re-DocRED
+#: concatenations (k = 16 to 256, hidden 384 and 768; no chunk needed there): 8.1-8.9 forward,
+#: 14-20 forward + backward, node and token rows included.
 SPARSE_BYTES_PER_EDGE_CHANNEL = {"forward": 9, "train": 18}
+#: Sparse: bytes per (row x channel) over node and token rows ``N + T`` once chunking bounds the
+#: per-edge part (projections, the global heads' outputs; with gradients, their gradients).
+#: A margin: at k = 1024 (hidden 384, chunked) the edge term alone predicts the measured
+#: forward (2.7 GB) and over-predicts forward + backward (5.4 GB against 5.0 GB).
+SPARSE_BYTES_PER_ROW_CHANNEL = {"forward": 8, "train": 16}
+#: Sparse: bytes per token edge for chunking (the sort order and the sorted edge index, int64).
+SPARSE_BYTES_PER_TOKEN_EDGE = 32
 #: Dense: bytes per element of the ``[heads, N, N]`` and ``[cross_heads, N, T]`` tensors: the
 #: boolean masks (adjacency, its negation, the concatenated cross masks), scores, two masked
 #: copies, softmax and the zero-filled result (about 18 B live at once in the forward pass);
@@ -247,9 +257,13 @@ DENSE_BYTES_PER_SCORE = {"forward": 24, "train": 32}
 FIXED_BYTES = 64 * MB
 
 
-def effective_edges(counts: dict) -> float:
-    """Token edges plus graph edges and self loops weighted by their share of channels."""
-    return counts["num_token_edges"] + (counts["num_edges"] + 3 * counts["num_nodes"]) / 2
+def live_edges(counts: dict, chunk: Optional[int] = CROSS_CHUNK_EDGES) -> float:
+    """Token edges of one chunk plus graph edges and self loops, weighted by their share of
+    channels: the edges whose per-edge rows the sparse layer holds at once."""
+    token_edges = counts["num_token_edges"]
+    if chunk is not None:
+        token_edges = min(token_edges, chunk)
+    return token_edges + (counts["num_edges"] + 3 * counts["num_nodes"]) / 2
 
 
 def dense_scores(counts: dict, shape: LayerShape = LayerShape()) -> int:
@@ -258,15 +272,20 @@ def dense_scores(counts: dict, shape: LayerShape = LayerShape()) -> int:
     return shape.graph_heads * n * n + shape.cross_heads * n * t
 
 
-def estimate_bytes(mode: str, counts: dict, hidden: int, phase: str) -> int:
+def estimate_bytes(mode: str, counts: dict, hidden: int, phase: str,
+                   chunk: Optional[int] = CROSS_CHUNK_EDGES) -> int:
     """Predicted peak memory of one layer call over the post-setup baseline
     (``phase`` = ``"forward"`` or ``"train"``).
 
-    Sparse memory is linear in edges (and so in nodes and tokens): calibrated on measurements.
-    Dense adds the ``[heads, N, N]`` and ``[cross_heads, N, T]`` score, probability and mask
-    tensors it materialises, estimated conservatively.
+    Sparse memory is linear in graph edges, rows and token edges, with the token edges'
+    per-edge rows bounded by one chunk: calibrated on measurements. Dense adds the
+    ``[heads, N, N]`` and ``[cross_heads, N, T]`` score, probability and mask tensors it
+    materialises, estimated conservatively.
     """
-    total = SPARSE_BYTES_PER_EDGE_CHANNEL[phase] * hidden * effective_edges(counts) + FIXED_BYTES
+    rows = counts["num_nodes"] + counts["num_tokens"]
+    total = (SPARSE_BYTES_PER_EDGE_CHANNEL[phase] * hidden * live_edges(counts, chunk)
+             + SPARSE_BYTES_PER_ROW_CHANNEL[phase] * hidden * rows
+             + SPARSE_BYTES_PER_TOKEN_EDGE * counts["num_token_edges"] + FIXED_BYTES)
     if MODES[mode][0] == "dense":
         total += DENSE_BYTES_PER_SCORE[phase] * dense_scores(counts)
     return int(total)
@@ -276,13 +295,14 @@ def memory_limit_bytes(fraction: float) -> int:
     return int(fraction * _common.meminfo_total_bytes())
 
 
-def plan_point(mode: str, counts: dict, hidden: int, fraction: float,
-               train_max_nodes: int) -> tuple[bool, Optional[str], bool, Optional[str]]:
+def plan_point(mode: str, counts: dict, hidden: int, fraction: float, train_max_nodes: int,
+               chunk: Optional[int] = CROSS_CHUNK_EDGES
+               ) -> tuple[bool, Optional[str], bool, Optional[str]]:
     """``(run, skip_reason, backward, backward_skip_reason)`` for one point: skip what is
     predicted to need more than ``fraction`` of the machine's RAM."""
     limit = memory_limit_bytes(fraction)
-    est_fwd = estimate_bytes(mode, counts, hidden, "forward")
-    est_train = estimate_bytes(mode, counts, hidden, "train")
+    est_fwd = estimate_bytes(mode, counts, hidden, "forward", chunk)
+    est_train = estimate_bytes(mode, counts, hidden, "train", chunk)
     gb = 1024 ** 3
     if est_fwd > limit:
         return (False, f"skipped: estimated forward peak {est_fwd / gb:.1f} GB > "
@@ -318,7 +338,8 @@ def run_point(spec: dict) -> dict:
     """Measure one (k, mode, hidden) point in this process; returns the row.
 
     ``spec`` keys: ``mode``, ``hidden``, ``k``, optional ``graph`` (a file saved by the parent),
-    ``repeats``, ``warmup``, ``budget`` (seconds per phase), ``backward``, ``compare``, ``seed``.
+    ``repeats``, ``warmup``, ``budget`` (seconds per phase), ``backward``, ``compare``, ``seed``,
+    ``cross_chunk_edges``.
     """
     import torch_geometric.typing as pyg_typing
     from pyg_docre.nn import GTNConv
@@ -333,7 +354,8 @@ def run_point(spec: dict) -> dict:
     structure, counts = _load_structure(spec)
 
     torch.manual_seed(seed)
-    conv = GTNConv(hidden, attention=attention)
+    conv = GTNConv(hidden, attention=attention,
+                   cross_chunk_edges=spec.get("cross_chunk_edges", CROSS_CHUNK_EDGES))
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(counts["num_nodes"], hidden, generator=gen)
     token_x = torch.randn(counts["num_tokens"], hidden, generator=gen)
@@ -489,17 +511,19 @@ def sweep(args: argparse.Namespace, meta: dict, out_dir: Path, rows: list[dict])
 def measure_point(args, mode: str, hidden: int, counts: dict, graph_file: Path) -> dict:
     """Plan one point (memory estimate), run its child, merge plan and result into a row."""
     fraction = args.mem_fraction if MODES[mode][0] == "dense" else args.sparse_mem_fraction
+    chunk = args.cross_chunk_edges or None
     run, reason, backward, backward_reason = plan_point(mode, counts, hidden, fraction,
-                                                        args.train_max_nodes)
+                                                        args.train_max_nodes, chunk)
     base = {**counts, "mode": mode, "hidden": hidden,
-            "estimate_forward_mb": estimate_bytes(mode, counts, hidden, "forward") / MB,
-            "estimate_train_mb": estimate_bytes(mode, counts, hidden, "train") / MB}
+            "cross_chunk_edges": chunk,
+            "estimate_forward_mb": estimate_bytes(mode, counts, hidden, "forward", chunk) / MB,
+            "estimate_train_mb": estimate_bytes(mode, counts, hidden, "train", chunk) / MB}
     if not run:
         return {**base, "status": "skipped", "reason": reason}
     spec = {"graph": str(graph_file), "k": counts["k"], "mode": mode, "hidden": hidden,
             "repeats": args.repeats, "warmup": args.warmup, "budget": args.budget,
             "backward": backward, "backward_reason": backward_reason,
-            "compare": mode == "dense", "seed": args.seed,
+            "compare": mode == "dense", "seed": args.seed, "cross_chunk_edges": chunk,
             "mem_limit_bytes": memory_limit_bytes(args.child_mem_limit)
             if args.child_mem_limit > 0 else None}
     return {**base, **run_child(spec, args.timeout)}
@@ -689,6 +713,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=4 * 3600,
                         help="seconds before a point's child is killed (default: 4 h)")
     parser.add_argument("--seed", type=int, default=0, help="weights and inputs (default: 0)")
+    parser.add_argument("--cross-chunk-edges", type=int, default=CROSS_CHUNK_EDGES,
+                        help="GTNConv(cross_chunk_edges=...): token edges per chunk of the "
+                             f"sparse local cross heads; 0 = no chunking "
+                             f"(default: {CROSS_CHUNK_EDGES})")
     parser.add_argument("--point", default=None, metavar="JSON",
                         help="internal: measure one point in this process and print its row")
     args = parser.parse_args(argv)
@@ -704,6 +732,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be in (0, 1]")
     if not 0 <= args.child_mem_limit <= 1:
         parser.error("--child-mem-limit must be in [0, 1]")
+    if args.cross_chunk_edges < 0:
+        parser.error("--cross-chunk-edges must be >= 0 (0: no chunking)")
     return args
 
 
@@ -716,7 +746,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     meta.update(ks=args.ks, hidden=args.hidden, repeats=args.repeats, warmup=args.warmup,
                 budget_s=args.budget, train_max_nodes=args.train_max_nodes,
                 mem_fraction=args.mem_fraction, sparse_mem_fraction=args.sparse_mem_fraction,
-                child_mem_limit=args.child_mem_limit, encoder_tokenizer=_common.ENCODER)
+                child_mem_limit=args.child_mem_limit, cross_chunk_edges=args.cross_chunk_edges,
+                encoder_tokenizer=_common.ENCODER)
     rows: list[dict] = []
     complete = False
     try:
