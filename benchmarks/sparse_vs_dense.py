@@ -532,6 +532,9 @@ def measure_point(args, mode: str, hidden: int, counts: dict, graph_file: Path) 
 def _log_row(row: dict) -> None:
     head = f"k={row['k']} N={row['num_nodes']:,} T={row['num_tokens']:,} " \
            f"hidden={row['hidden']} {row['mode']}"
+    if row["status"] == "skipped":             # the reason says so
+        print(f"{head}: {row.get('reason')}", flush=True)
+        return
     if row["status"] != "ok":
         print(f"{head}: {row['status']}: {row.get('reason')}", flush=True)
         return

@@ -255,3 +255,37 @@ def test_throughput_quick_mode_writes_ratios(tmp_path):
     assert result["profile"]["full"]["train"]["shares"]["GTN"]["total_pct"] > 0
     assert result["profile"]["baseline"]["train"]["shares"]["GTN"]["total_pct"] == 0
     assert "## Full over baseline" in (tmp_path / "throughput.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# profile_layer.py
+# ----------------------------------------------------------------------------------------------
+def test_operator_families():
+    import profile_layer
+    assert profile_layer.family_of("aten::_scaled_dot_product_flash_attention_for_cpu") \
+        == "fused attention (SDPA)"
+    assert profile_layer.family_of("aten::index_select") == "gather / scatter / segment"
+    assert profile_layer.family_of("aten::linear") == "linear layers"
+    assert profile_layer.family_of("aten::addmm") == "linear layers"
+    assert profile_layer.family_of("aten::bmm") == "matrix products"
+    assert profile_layer.family_of("aten::masked_fill") == "softmax and masking"
+    assert profile_layer.family_of("aten::t") == "memory (copy, cat, fill, views)"
+    assert profile_layer.family_of("aten::native_layer_norm") == "normalisation and element-wise"
+    assert profile_layer.family_of("MyCustomOp") == "other"
+
+
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_profile_point_shares_add_up(pool, mode):
+    import profile_layer
+    structure, counts = svd.view_and_counts(pool.long_document(2), 2)
+    row = profile_layer.profile_point(mode, 32, structure, counts, seed=0)
+    assert row["profiled_seconds"] > 0
+    for key in ("regions_percent", "families_percent"):
+        assert sum(row[key].values()) == pytest.approx(100.0, abs=1e-6)
+    regions = row["regions_percent"]
+    assert regions["graph attention"] > 0 and regions["cross attention"] > 0
+    assert regions["backward"] > 0
+    if mode == "sparse":
+        assert row["families_percent"].get("fused attention (SDPA)", 0) > 0
+    report = profile_layer.markdown_report({"command": "x"}, [row])
+    assert "cross attention" in report

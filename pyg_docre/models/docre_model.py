@@ -133,7 +133,8 @@ class DocREModel(nn.Module):
         enc = self.encoder(data["token"].input_ids, token_ptr,
                            query_index=data["mention"].token_index,
                            num_prefix_special=_first_int(data.num_prefix_special),
-                           num_suffix_special=_first_int(data.num_suffix_special))
+                           num_suffix_special=_first_int(data.num_suffix_special),
+                           layers=self.distill_layers if self.training else ())
         hidden = enc.hidden
         x0 = node_features(hidden, data, view)
         out = DocREOutput(logits=None, node_features=x0)

@@ -293,7 +293,8 @@ class WindowedEncoder(nn.Module):
     # ------------------------------------------------------------------------------------------
     def forward(self, input_ids: Tensor, ptr: Tensor | Sequence[int],
                 query_index: Tensor | None = None, num_prefix_special: int | None = None,
-                num_suffix_special: int | None = None) -> WindowedEncoderOutput:
+                num_suffix_special: int | None = None,
+                layers: Sequence[int] | None = None) -> WindowedEncoderOutput:
         """Encode a batch of documents.
 
         Args:
@@ -303,8 +304,19 @@ class WindowedEncoder(nn.Module):
             query_index: ``[Q]`` flat positions (into ``input_ids``) of the tokens whose
                 last-layer attention rows are wanted; ``None`` for none.
             num_prefix_special, num_suffix_special: override the module's values.
+            layers: the ``hidden_states`` indices to return in ``layer_hidden`` for this call,
+                a subset of the module's ``layers`` (default: all of them); ``()`` skips the
+                intermediate layers, e.g. in inference.
         """
         device = self._device()
+        if layers is None:
+            layers = self.layers
+        else:
+            layers = tuple(int(l) for l in layers)
+            unknown = sorted(set(layers) - set(self.layers))
+            if unknown:
+                raise ValueError(f"layers {unknown} are not among this encoder's layers "
+                                 f"{self.layers}")
         input_ids = torch.as_tensor(input_ids, device=device).long()
         ptr_t = torch.as_tensor(ptr).long()
         if input_ids.dim() != 1 or ptr_t.dim() != 1 or ptr_t.numel() < 1:
@@ -385,7 +397,7 @@ class WindowedEncoder(nn.Module):
         dtype = self._dtype()
         kept_dst: list[Tensor] = []
         kept_last: list[Tensor] = []
-        kept_layers: dict[int, list[Tensor]] = {l: [] for l in self.layers}
+        kept_layers: dict[int, list[Tensor]] = {l: [] for l in layers}
         heads = self.num_heads if want_attention else 0
         if want_attention:
             flat_att, att_layout = self._query_buffer(q_plan, doc_len, heads, dtype, device)
@@ -402,15 +414,15 @@ class WindowedEncoder(nn.Module):
             ids = torch.where(valid, input_ids[src.clamp(min=0)],
                               torch.full_like(src, self.pad_token_id))
             out = self.model(input_ids=ids, attention_mask=valid.long(),
-                             output_hidden_states=bool(self.layers),
+                             output_hidden_states=bool(layers),
                              output_attentions=want_attention)
             kept_dst.append(src[own])
             kept_last.append(out.last_hidden_state[own])
-            if self.layers:
+            if layers:
                 states = out.hidden_states
                 if not states:
                     raise RuntimeError(f"{type(self.model).__name__} returned no hidden_states")
-                for l in self.layers:
+                for l in layers:
                     kept_layers[l].append(states[l][own])
             if want_attention:
                 att_updates.append(self._gather_rows(out, ids_of_chunk, src, own, q_plan,
@@ -430,10 +442,10 @@ class WindowedEncoder(nn.Module):
                                    device=device).index_add(0, dst, states) * inv.to(states.dtype)
 
             hidden = merge(kept_last)
-            layer_hidden = {l: merge(kept_layers[l]) for l in self.layers}
+            layer_hidden = {l: merge(kept_layers[l]) for l in layers}
         else:
             hidden = torch.zeros(0, d, dtype=dtype, device=device)
-            layer_hidden = {l: hidden for l in self.layers}
+            layer_hidden = {l: hidden for l in layers}
 
         result = WindowedEncoderOutput(
             hidden=hidden, layer_hidden=layer_hidden, ptr=ptr_t,

@@ -127,6 +127,22 @@ def test_short_document_equals_plain_model(model, tokenizer, doc):
     assert torch.equal(out.query_rows(1), out.query_attention[0][1])
 
 
+def test_layers_per_call(model, doc):
+    """``layers=`` selects the intermediate layers of one call; the last layer is unchanged."""
+    enc = WindowedEncoder(model, max_length=64, overlap=16, layers=(3, 6))
+    ptr = torch.tensor([0, doc.numel()])
+    with torch.no_grad():
+        every = enc(doc, ptr)
+        none = enc(doc, ptr, layers=())
+        one = enc(doc, ptr, layers=[6])
+    assert sorted(every.layer_hidden) == [3, 6] and none.layer_hidden == {}
+    assert sorted(one.layer_hidden) == [6]
+    assert torch.equal(none.hidden, every.hidden)
+    assert torch.equal(one.layer_hidden[6], every.layer_hidden[6])
+    with pytest.raises(ValueError, match=r"layers \[2\] are not among"):
+        enc(doc, ptr, layers=(2, 3))
+
+
 def manual_windows(model, doc, max_length, overlap, queries):
     """Reference merge: each window alone through the model, loops over tokens and windows."""
     p = s = 1
