@@ -69,7 +69,7 @@ def fit_discriminator(teacher, student, steps: int, lr: float, normalize: bool) 
         t_logits, s_logits = disc(transform(teacher[half:])), disc(transform(student[half:]))
         accuracy = 0.5 * ((t_logits > 0).float().mean() + (s_logits < 0).float().mean())
         gen = F.binary_cross_entropy_with_logits(s_logits, torch.ones_like(s_logits))
-    return {"train_discriminator_loss": float(loss), "heldout_accuracy": float(accuracy),
+    return {"train_discriminator_loss": loss.item(), "heldout_accuracy": float(accuracy),
             "heldout_generator_loss": float(gen)}
 
 
@@ -86,7 +86,7 @@ def fit_with_student_head(teacher, student, steps: int, lr: float, head_lr: floa
         head_opt.zero_grad()
         g_loss.backward()
         head_opt.step()
-    return {"discriminator_loss": float(d_loss), "generator_loss": float(g_loss)}
+    return {"discriminator_loss": d_loss.item(), "generator_loss": g_loss.item()}
 
 
 def main(argv=None) -> int:
