@@ -74,16 +74,11 @@ def _label(method, label: str):
 
 def profile_point(mode: str, hidden: int, structure: dict, counts: dict, seed: int) -> dict:
     """One warm-up and one profiled forward+backward; self CPU microseconds per bucket."""
-    from pyg_docre.nn import GTNConv
-
-    torch.manual_seed(seed)
-    conv = GTNConv(hidden, attention=mode)
+    conv, x, token_x, grad_out = svd.layer_and_inputs(mode, hidden, counts, seed)
+    x.requires_grad_()
+    token_x.requires_grad_()
     conv._graph_attention = _label(conv._graph_attention, "graph attention")
     conv._cross = _label(conv._cross, "cross attention")
-    gen = torch.Generator().manual_seed(seed + 1)
-    x = torch.randn(counts["num_nodes"], hidden, generator=gen, requires_grad=True)
-    token_x = torch.randn(counts["num_tokens"], hidden, generator=gen, requires_grad=True)
-    grad_out = torch.randn(counts["num_nodes"], hidden, generator=gen)
 
     def step():
         with record_function("forward"):

@@ -334,6 +334,21 @@ def _phase_memory(baseline: int) -> dict:
     return {"peak_mb": peak / MB, "delta_mb": (peak - baseline) / MB}
 
 
+def layer_and_inputs(attention: str, hidden: int, counts: dict, seed: int,
+                     chunk: Optional[int] = CROSS_CHUNK_EDGES):
+    """``(conv, x [N, hidden], token_x [T, hidden], grad_out [N, hidden])``: the measured layer
+    (weights from ``seed``) and its random inputs (from ``seed + 1``), none requiring grad."""
+    from pyg_docre.nn import GTNConv
+
+    torch.manual_seed(seed)
+    conv = GTNConv(hidden, attention=attention, cross_chunk_edges=chunk)
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(counts["num_nodes"], hidden, generator=gen)
+    token_x = torch.randn(counts["num_tokens"], hidden, generator=gen)
+    grad_out = torch.randn(counts["num_nodes"], hidden, generator=gen)
+    return conv, x, token_x, grad_out
+
+
 def run_point(spec: dict) -> dict:
     """Measure one (k, mode, hidden) point in this process; returns the row.
 
@@ -342,7 +357,6 @@ def run_point(spec: dict) -> dict:
     ``cross_chunk_edges``.
     """
     import torch_geometric.typing as pyg_typing
-    from pyg_docre.nn import GTNConv
 
     attention, use_scatter = MODES[spec["mode"]]
     if not use_scatter:
@@ -353,13 +367,8 @@ def run_point(spec: dict) -> dict:
     budget = float(spec.get("budget", 60.0))
     structure, counts = _load_structure(spec)
 
-    torch.manual_seed(seed)
-    conv = GTNConv(hidden, attention=attention,
-                   cross_chunk_edges=spec.get("cross_chunk_edges", CROSS_CHUNK_EDGES))
-    gen = torch.Generator().manual_seed(seed + 1)
-    x = torch.randn(counts["num_nodes"], hidden, generator=gen)
-    token_x = torch.randn(counts["num_tokens"], hidden, generator=gen)
-    grad_out = torch.randn(counts["num_nodes"], hidden, generator=gen)
+    conv, x, token_x, grad_out = layer_and_inputs(
+        attention, hidden, counts, seed, spec.get("cross_chunk_edges", CROSS_CHUNK_EDGES))
 
     def forward():
         with torch.no_grad():
