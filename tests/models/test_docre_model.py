@@ -117,3 +117,37 @@ def test_save_and_reload_without_pickle(model, batch, tmp_path, tokenizer):
 def test_bad_distill_layer_is_a_clear_error(rel2id):
     with pytest.raises(ValueError, match=r"distill_layers: \[7\] outside 1..6"):
         DocREModel(ModelConfig(), ObjectivesConfig(distill_layers=[7]), rel2id)
+
+
+def test_grouped_bilinear_matches_the_block_formula():
+    """logits[p, r] = sum_k z_s^(k)^T W_r^(k) z_o^(k) + b_r, blocks of size 4 (eq. 3, ATLOP)."""
+    from pyg_docre.models.classifier import GroupedBilinearClassifier
+
+    torch.manual_seed(0)
+    clf = GroupedBilinearClassifier(8, num_classes=5, emb_size=12, block_size=4).double()
+    head, tail, context = (torch.randn(7, 8, dtype=torch.double) for _ in range(3))
+    z_s = torch.tanh(clf.head_extractor(torch.cat([head, context], -1))).view(7, 3, 4)
+    z_o = torch.tanh(clf.tail_extractor(torch.cat([tail, context], -1))).view(7, 3, 4)
+    weight = clf.bilinear.weight.view(5, 3, 4, 4)
+    want = torch.einsum("pki,rkij,pkj->pr", z_s, weight, z_o) + clf.bilinear.bias
+    assert torch.allclose(clf(head, tail, context), want, atol=1e-12)
+
+
+def test_forward_skips_host_checks_unless_debug(model, batch, monkeypatch):
+    """build_hdg validated the graph: the model's GTN runs no host-side checks (no device
+    synchronisations) outside PyG's debug mode, and all of them inside it."""
+    import torch_geometric
+
+    import pyg_docre.nn.gtn as gtn_module
+
+    calls = []
+    check = gtn_module.check_gtn_inputs
+    monkeypatch.setattr(gtn_module, "check_gtn_inputs",
+                        lambda *a, **k: (calls.append(1), check(*a, **k))[1])
+    model.eval()
+    with torch.no_grad():
+        model(batch)
+        assert calls == []
+        with torch_geometric.debug():
+            model(batch)
+    assert calls == [1]
