@@ -5,9 +5,11 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
+from torch_geometric import is_compiling
 from torch_geometric.typing import OptTensor
 
 from .conv import GTNConv
+from .conv.gtn_checks import check_gtn_inputs
 
 __all__ = ["GTN"]
 
@@ -72,6 +74,7 @@ class GTN(torch.nn.Module):
         token_batch: OptTensor = None,
         token_edge_index: OptTensor = None,
         return_all_layers: bool = False,
+        check_inputs: Optional[bool] = None,
     ) -> Union[Tensor, List[Tensor]]:
         r"""Runs the :math:`L` layers.
 
@@ -84,6 +87,9 @@ class GTN(torch.nn.Module):
                 in the authors' code, which feeds different encoder layers to different GTN
                 layers), or :obj:`None` without cross attention.
             return_all_layers: return ``[F^(1), ..., F^(L)]`` instead of :math:`\mathbf{F}^{(L)}`.
+            check_inputs: check the structure arguments once, before the first layer (see
+                :meth:`GTNConv.forward`; the layers then skip their own checks). ``None``: check
+                except under ``torch.compile``.
 
         Returns:
             ``[N, C]`` :math:`\mathbf{F}^{(L)}`, or the list of all :math:`L` layer outputs.
@@ -95,10 +101,20 @@ class GTN(torch.nn.Module):
             if len(token_xs) != self.num_layers:
                 raise ValueError(f"token_x holds {len(token_xs)} tensors but the GTN has "
                                  f"{self.num_layers} layers")
+        if check_inputs is None:
+            check_inputs = not is_compiling()
+        if check_inputs:
+            checked: set[int] = set()
+            for tx in token_xs:                     # each distinct token tensor once
+                if id(tx) not in checked:
+                    checked.add(id(tx))
+                    check_gtn_inputs(self.convs[0], x, edge_index, edge_type, batch,
+                                     node_entity, sentence_index, tx, token_batch,
+                                     token_edge_index)
         outs = []
         for conv, tx in zip(self.convs, token_xs):
             x = conv(x, edge_index, edge_type, batch, node_entity, sentence_index, tx,
-                     token_batch, token_edge_index)
+                     token_batch, token_edge_index, check_inputs=False)
             outs.append(x)
         return outs if return_all_layers else x
 

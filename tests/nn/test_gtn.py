@@ -63,3 +63,33 @@ def test_kwargs_reach_every_layer_and_repr():
     assert not torch.equal(before, gtn.convs[1].lin_query.weight)
     with pytest.raises(ValueError, match="num_layers must be >= 1"):
         GTN(16, num_layers=0)
+
+
+def test_inputs_checked_once_per_stack_not_per_layer(hdg, monkeypatch):
+    """The host-side checks (device synchronisations) run once per GTN call, never per layer,
+    and not at all when the caller says they were done (``check_inputs=False``)."""
+    import pyg_docre.nn.conv.gtn_conv as conv_module
+    import pyg_docre.nn.gtn as gtn_module
+
+    calls = []
+
+    def counting(check):
+        def wrapper(*args, **kwargs):
+            calls.append(1)
+            return check(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(gtn_module, "check_gtn_inputs", counting(gtn_module.check_gtn_inputs))
+    monkeypatch.setattr(conv_module, "check_gtn_inputs", counting(conv_module.check_gtn_inputs))
+    g = hdg.make_batch(num_docs=3, channels=C, token_channels=C_TOK, seed=47)
+    gtn = make_gtn(num_layers=3)
+    gtn(**g.args())
+    assert len(calls) == 1
+    gtn(**g.args(), check_inputs=False)
+    assert len(calls) == 1
+    gtn.convs[0](**g.args())                       # a layer on its own checks by default
+    assert len(calls) == 2
+    bad = g.args()
+    bad["edge_type"] = bad["edge_type"] + 100
+    with pytest.raises(ValueError, match="edge_type"):
+        gtn(**bad)

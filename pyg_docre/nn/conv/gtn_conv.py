@@ -10,11 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Embedding, GELU, LayerNorm, Sequential
 from torch.utils.checkpoint import checkpoint
+from torch_geometric import is_compiling
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import add_self_loops, scatter, softmax
 
+from .gtn_checks import check_gtn_inputs
 from ..attention import (document_attention, document_sizes, local_positions, masked_softmax,
                          to_dense_heads)
 
@@ -22,10 +24,6 @@ __all__ = ["GTNConv"]
 
 _ATTENTION_MODES = ("sparse", "dense")
 _GRAPH_ATTENTION = ("graph", "self")
-
-
-def _is_compiling() -> bool:
-    return torch.jit.is_scripting() or torch.compiler.is_compiling()
 
 
 class GTNConv(MessagePassing):
@@ -321,6 +319,7 @@ class GTNConv(MessagePassing):
         token_batch: OptTensor = None,
         token_edge_index: OptTensor = None,
         return_attention_weights: Optional[bool] = None,
+        check_inputs: Optional[bool] = None,
     ) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
         r"""Runs the layer on a batch of documents.
 
@@ -353,6 +352,11 @@ class GTNConv(MessagePassing):
                 ``k``); ``alpha`` is ``[E + N * K]``, the weight of every column in its own head
                 (input edge ``e`` belongs to head ``edge_type[e]``). Weights of a node in a head
                 sum to 1 over the columns pointing at it.
+            check_inputs (bool, optional): check every argument first and raise a
+                ``ValueError`` naming the first one outside this contract
+                (:func:`~pyg_docre.nn.conv.gtn_checks.check_gtn_inputs`; it reads tensors back
+                to the host). ``None`` (default): check, except under ``torch.compile``.
+                Callers that checked once for several layers pass ``False``.
 
         Returns:
             ``[N, C]`` node features, or ``(out, (edge_index_with_self_loops, alpha))``.
@@ -362,9 +366,11 @@ class GTNConv(MessagePassing):
         if return_attention_weights is not None and not need_graph:
             raise ValueError("return_attention_weights needs graph_attention='graph' (there "
                              "are no edge-wise weights in self-attention mode)")
-        if not _is_compiling():
-            self._validate(x, edge_index, edge_type, batch, node_entity, sentence_index, token_x,
-                           token_batch, token_edge_index)
+        if check_inputs is None:
+            check_inputs = not is_compiling()
+        if check_inputs:
+            check_gtn_inputs(self, x, edge_index, edge_type, batch, node_entity, sentence_index,
+                             token_x, token_batch, token_edge_index)
         num_docs = 1 if batch is None or num_nodes == 0 else int(batch[-1]) + 1
 
         # 1. Graph attention ----------------------------------------------------------------
@@ -619,102 +625,3 @@ class GTNConv(MessagePassing):
         self._alpha = alpha
         alpha = F.dropout(alpha, p=self.attention_dropout, training=self.training)
         return value_j * alpha.unsqueeze(-1)
-
-    # ------------------------------------------------------------------------------------------
-    def _validate(self, x: Tensor, edge_index: OptTensor, edge_type: OptTensor,
-                  batch: OptTensor, node_entity: OptTensor, sentence_index: OptTensor,
-                  token_x: OptTensor, token_batch: OptTensor,
-                  token_edge_index: OptTensor) -> None:
-        """Raise a ``ValueError`` naming the argument for any input outside the contract."""
-        name = self.__class__.__name__
-        if x.dim() != 2 or x.size(1) != self.channels:
-            raise ValueError(f"{name}: x must have shape [N, {self.channels}] "
-                             f"(got {list(x.shape)})")
-        N = x.size(0)
-
-        def check_index(t: Tensor, arg: str, shape: list) -> None:
-            if t.dtype != torch.long:
-                raise ValueError(f"{name}: {arg} must be a long tensor (got {t.dtype})")
-            if list(t.shape) != shape:
-                raise ValueError(f"{name}: {arg} must have shape {shape} (got {list(t.shape)})")
-
-        def check_batch(b: Tensor, arg: str, rows: int) -> None:
-            check_index(b, arg, [rows])
-            if rows and int(b.min()) < 0:
-                raise ValueError(f"{name}: {arg} has negative document indices")
-            if rows > 1 and bool((b[1:] < b[:-1]).any()):
-                raise ValueError(f"{name}: {arg} must be sorted ascending (the nodes / tokens of "
-                                 f"each document contiguous, as PyG batches them)")
-
-        def check_range(t: Tensor, arg: str, high: int, low: int = 0) -> None:
-            if t.numel() and (int(t.min()) < low or int(t.max()) >= high):
-                raise ValueError(f"{name}: {arg} must lie in [{low}, {high}) "
-                                 f"(got values in [{int(t.min())}, {int(t.max())}])")
-
-        if batch is not None:
-            check_batch(batch, "batch", N)
-        num_docs = 1 if batch is None or N == 0 else int(batch[-1]) + 1
-
-        def same_doc(a: Tensor, b_of_a: OptTensor, c: Tensor, b_of_c: OptTensor, arg: str):
-            if b_of_a is None and b_of_c is None:
-                return
-            da = b_of_a[a] if b_of_a is not None else torch.zeros_like(a)
-            dc = b_of_c[c] if b_of_c is not None else torch.zeros_like(c)
-            if bool((da != dc).any()):
-                raise ValueError(f"{name}: {arg} connects rows of different documents")
-
-        if self.graph_attention == "graph":
-            if edge_index is None or edge_type is None:
-                raise ValueError(f"{name}: edge_index and edge_type are required with "
-                                 f"graph_attention='graph'")
-            check_index(edge_index, "edge_index", [2, edge_index.size(-1)])
-            check_index(edge_type, "edge_type", [edge_index.size(1)])
-            check_range(edge_index, "edge_index", N)
-            check_range(edge_type, "edge_type", self.num_edge_types)
-            if bool((edge_index[0] == edge_index[1]).any()):
-                raise ValueError(f"{name}: edge_index contains self loops; the layer adds one "
-                                 f"self loop per node and head itself (remove them, e.g. with "
-                                 f"torch_geometric.utils.remove_self_loops)")
-            same_doc(edge_index[0], batch, edge_index[1], batch, "edge_index")
-            if self.global_head:
-                if node_entity is None or sentence_index is None:
-                    raise ValueError(f"{name}: node_entity and sentence_index are required by "
-                                     f"the global head (eq. 2); pass them or use "
-                                     f"global_head=False")
-                check_index(node_entity, "node_entity", [N])
-                if N and int(node_entity.min()) < -1:
-                    raise ValueError(f"{name}: node_entity must be >= -1 (-1 = no entity)")
-                check_index(sentence_index, "sentence_index", [2, sentence_index.size(-1)])
-                check_range(sentence_index[0], "sentence_index[0] (node)", N)
-                if sentence_index.size(1) and int(sentence_index[1].min()) < 0:
-                    raise ValueError(f"{name}: sentence_index[1] (sentence) must be >= 0")
-
-        if self.cross_attention:
-            if token_x is None:
-                raise ValueError(f"{name}: token_x is required with cross attention "
-                                 f"(or construct the layer with cross_attention=False)")
-            if token_x.dim() != 2 or token_x.size(1) != self.token_channels:
-                raise ValueError(f"{name}: token_x must have shape [T, {self.token_channels}] "
-                                 f"(got {list(token_x.shape)})")
-            if token_x.dtype != x.dtype:
-                raise ValueError(f"{name}: token_x must have the dtype of x ({x.dtype}, got "
-                                 f"{token_x.dtype})")
-            T = token_x.size(0)
-            if token_batch is not None:
-                check_batch(token_batch, "token_batch", T)
-                if T and int(token_batch[-1]) >= num_docs:
-                    raise ValueError(f"{name}: token_batch refers to document "
-                                     f"{int(token_batch[-1])} but batch has {num_docs}")
-            elif num_docs > 1:
-                raise ValueError(f"{name}: token_batch is required when batch holds several "
-                                 f"documents")
-            if self.cross_local:
-                if token_edge_index is None:
-                    raise ValueError(f"{name}: token_edge_index is required by the local cross "
-                                     f"heads (or construct the layer with cross_local=False)")
-                check_index(token_edge_index, "token_edge_index",
-                            [2, token_edge_index.size(-1)])
-                check_range(token_edge_index[0], "token_edge_index[0] (token)", T)
-                check_range(token_edge_index[1], "token_edge_index[1] (node)", N)
-                same_doc(token_edge_index[0], token_batch, token_edge_index[1], batch,
-                         "token_edge_index")

@@ -1,0 +1,113 @@
+"""Input checks of :class:`~pyg_docre.nn.conv.GTNConv`: shapes, dtypes, index ranges, sorted
+batches, and edges that stay inside their document, each error naming the argument."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.typing import OptTensor
+
+__all__ = ["check_gtn_inputs"]
+
+
+def check_gtn_inputs(conv, x: Tensor, edge_index: OptTensor, edge_type: OptTensor,
+              batch: OptTensor, node_entity: OptTensor, sentence_index: OptTensor,
+              token_x: OptTensor, token_batch: OptTensor,
+              token_edge_index: OptTensor) -> None:
+    """Raise a ``ValueError`` naming the argument for any input of ``conv`` outside its contract.
+
+    Reads tensors back to the host (about a dozen synchronisations), so
+    :meth:`GTNConv.forward` runs it only when asked (``check_inputs``), and the
+    :class:`~pyg_docre.nn.GTN` stack once per call, not once per layer.
+    """
+    name = conv.__class__.__name__
+    if x.dim() != 2 or x.size(1) != conv.channels:
+        raise ValueError(f"{name}: x must have shape [N, {conv.channels}] "
+                         f"(got {list(x.shape)})")
+    N = x.size(0)
+
+    def check_index(t: Tensor, arg: str, shape: list) -> None:
+        if t.dtype != torch.long:
+            raise ValueError(f"{name}: {arg} must be a long tensor (got {t.dtype})")
+        if list(t.shape) != shape:
+            raise ValueError(f"{name}: {arg} must have shape {shape} (got {list(t.shape)})")
+
+    def check_batch(b: Tensor, arg: str, rows: int) -> None:
+        check_index(b, arg, [rows])
+        if rows and int(b.min()) < 0:
+            raise ValueError(f"{name}: {arg} has negative document indices")
+        if rows > 1 and bool((b[1:] < b[:-1]).any()):
+            raise ValueError(f"{name}: {arg} must be sorted ascending (the nodes / tokens of "
+                             f"each document contiguous, as PyG batches them)")
+
+    def check_range(t: Tensor, arg: str, high: int, low: int = 0) -> None:
+        if t.numel() and (int(t.min()) < low or int(t.max()) >= high):
+            raise ValueError(f"{name}: {arg} must lie in [{low}, {high}) "
+                             f"(got values in [{int(t.min())}, {int(t.max())}])")
+
+    if batch is not None:
+        check_batch(batch, "batch", N)
+    num_docs = 1 if batch is None or N == 0 else int(batch[-1]) + 1
+
+    def same_doc(a: Tensor, b_of_a: OptTensor, c: Tensor, b_of_c: OptTensor, arg: str):
+        if b_of_a is None and b_of_c is None:
+            return
+        da = b_of_a[a] if b_of_a is not None else torch.zeros_like(a)
+        dc = b_of_c[c] if b_of_c is not None else torch.zeros_like(c)
+        if bool((da != dc).any()):
+            raise ValueError(f"{name}: {arg} connects rows of different documents")
+
+    if conv.graph_attention == "graph":
+        if edge_index is None or edge_type is None:
+            raise ValueError(f"{name}: edge_index and edge_type are required with "
+                             f"graph_attention='graph'")
+        check_index(edge_index, "edge_index", [2, edge_index.size(-1)])
+        check_index(edge_type, "edge_type", [edge_index.size(1)])
+        check_range(edge_index, "edge_index", N)
+        check_range(edge_type, "edge_type", conv.num_edge_types)
+        if bool((edge_index[0] == edge_index[1]).any()):
+            raise ValueError(f"{name}: edge_index contains self loops; the layer adds one "
+                             f"self loop per node and head itself (remove them, e.g. with "
+                             f"torch_geometric.utils.remove_self_loops)")
+        same_doc(edge_index[0], batch, edge_index[1], batch, "edge_index")
+        if conv.global_head:
+            if node_entity is None or sentence_index is None:
+                raise ValueError(f"{name}: node_entity and sentence_index are required by "
+                                 f"the global head (eq. 2); pass them or use "
+                                 f"global_head=False")
+            check_index(node_entity, "node_entity", [N])
+            if N and int(node_entity.min()) < -1:
+                raise ValueError(f"{name}: node_entity must be >= -1 (-1 = no entity)")
+            check_index(sentence_index, "sentence_index", [2, sentence_index.size(-1)])
+            check_range(sentence_index[0], "sentence_index[0] (node)", N)
+            if sentence_index.size(1) and int(sentence_index[1].min()) < 0:
+                raise ValueError(f"{name}: sentence_index[1] (sentence) must be >= 0")
+
+    if conv.cross_attention:
+        if token_x is None:
+            raise ValueError(f"{name}: token_x is required with cross attention "
+                             f"(or construct the layer with cross_attention=False)")
+        if token_x.dim() != 2 or token_x.size(1) != conv.token_channels:
+            raise ValueError(f"{name}: token_x must have shape [T, {conv.token_channels}] "
+                             f"(got {list(token_x.shape)})")
+        if token_x.dtype != x.dtype:
+            raise ValueError(f"{name}: token_x must have the dtype of x ({x.dtype}, got "
+                             f"{token_x.dtype})")
+        T = token_x.size(0)
+        if token_batch is not None:
+            check_batch(token_batch, "token_batch", T)
+            if T and int(token_batch[-1]) >= num_docs:
+                raise ValueError(f"{name}: token_batch refers to document "
+                                 f"{int(token_batch[-1])} but batch has {num_docs}")
+        elif num_docs > 1:
+            raise ValueError(f"{name}: token_batch is required when batch holds several "
+                             f"documents")
+        if conv.cross_local:
+            if token_edge_index is None:
+                raise ValueError(f"{name}: token_edge_index is required by the local cross "
+                                 f"heads (or construct the layer with cross_local=False)")
+            check_index(token_edge_index, "token_edge_index",
+                        [2, token_edge_index.size(-1)])
+            check_range(token_edge_index[0], "token_edge_index[0] (token)", T)
+            check_range(token_edge_index[1], "token_edge_index[1] (node)", N)
+            same_doc(token_edge_index[0], token_batch, token_edge_index[1], batch,
+                     "token_edge_index")
