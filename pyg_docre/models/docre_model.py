@@ -105,7 +105,7 @@ class DocREModel(nn.Module):
                 num_entity_embeddings=config.num_entity_embeddings,
                 num_sentence_embeddings=config.num_sentence_embeddings,
                 dropout=config.gtn_dropout)
-            self.mask_vector = nn.Parameter(torch.zeros(channels))
+            self.mask_vector = nn.Parameter(torch.zeros(channels))  # device: host (init)
             nn.init.normal_(self.mask_vector, std=0.02)
         self.classifier = GroupedBilinearClassifier(
             channels, num_classes=len(self.rel2id), emb_size=config.emb_size or channels,

@@ -400,7 +400,7 @@ class WindowedEncoder(nn.Module):
                 raise ValueError(f"layers {unknown} are not among this encoder's layers "
                                  f"{self.layers}")
         input_ids = torch.as_tensor(input_ids, device=device).long()
-        ptr_t = torch.as_tensor(ptr).long()
+        ptr_t = torch.as_tensor(ptr).long()  # device: host (window planning)
         if input_ids.dim() != 1 or ptr_t.dim() != 1 or ptr_t.numel() < 1:
             raise ValueError("input_ids must be [T_total] and ptr [B+1]")
         ptr_list = ptr_t.tolist()
@@ -532,7 +532,7 @@ class WindowedEncoder(nn.Module):
 
         result = WindowedEncoderOutput(
             hidden=hidden, layer_hidden=layer_hidden, ptr=ptr_t,
-            num_windows=torch.tensor([len(r) for r in doc_windows], dtype=torch.long))
+            num_windows=torch.tensor([len(r) for r in doc_windows]))  # device: host (metadata)
         if want_attention:
             idx = torch.cat([u[0] for u in att_updates]) if att_updates else \
                 torch.zeros(0, dtype=torch.long, device=device)
