@@ -9,7 +9,7 @@ PREPARE_FROM := $(if $(wildcard $(SHARED_DATA)),--from $(SHARED_DATA),)
 DEMO_CONFIG ?= redocred_minilm_cpu.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install data test test-slow demo clean-cache
+.PHONY: install data test test-slow test-gpu demo clean-cache
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ test: install data
 
 test-slow: install data
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# The CUDA paths (tests/cuda and every test marked cuda); each is skipped without a GPU.
+test-gpu: install data
+	$(BIN)/python -m pytest -m cuda $(PYTEST_ARGS)
 
 demo: install data
 	$(BIN)/python experiments/run.py --config $(DEMO_CONFIG)

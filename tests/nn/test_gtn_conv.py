@@ -336,9 +336,10 @@ def test_bad_constructor_arguments(hdg):
                                           return_attention_weights=True)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu(hdg):
-    g = hdg.make_batch(num_docs=3, channels=C, token_channels=C_TOK, seed=29)
+    g = hdg.make_batch(num_docs=3, channels=C, token_channels=C_TOK, seed=29).to(torch.float32)
     conv = make_conv(torch.float32)
     cpu = conv(**g.args())
     dev = torch.device("cuda")

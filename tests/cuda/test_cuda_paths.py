@@ -1,0 +1,145 @@
+"""GPU paths end to end: experiment runner, predict, evaluation, loading, precisions, the
+windowed encoder and the chunked cross heads, sparse = dense (see conftest.py)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from pyg_docre.config import ModelConfig, ObjectivesConfig, TrainingConfig
+from pyg_docre.data import build_hdg, to_gtn_inputs
+from pyg_docre.models.docre_model import DocREModel
+from pyg_docre.nn import GTN
+from pyg_docre.training.objective import DocREObjective
+from pyg_docre.training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _on(module: torch.nn.Module, device: torch.device) -> bool:
+    want = device.type
+    return all(t.device.type == want for t in [*module.parameters(), *module.buffers()])
+
+
+@pytest.fixture(scope="module")
+def graphs(dev_docs, tokenizer, rel2id):
+    return [build_hdg(dev_docs[i], tokenizer, rel2id) for i in range(4)]
+
+
+def test_sparse_equals_dense_and_chunked(device, graphs):
+    """The GTN's sparse, dense and chunked computations agree on the device (float32)."""
+    torch.manual_seed(0)
+    batch = next(iter(DataLoader(graphs, batch_size=4))).to(device)
+    view = to_gtn_inputs(batch)
+    x = torch.randn(view.num_nodes, 384, device=device)
+    token_x = torch.randn(batch["token"].num_nodes, 384, device=device)
+    gtn = GTN(384).to(device).eval()
+    with torch.no_grad():
+        sparse = gtn(x, token_x=token_x, **view.graph_kwargs())
+        gtn.attention = "dense"
+        dense = gtn(x, token_x=token_x, **view.graph_kwargs())
+        gtn.attention = "sparse"
+        for conv in gtn.convs:
+            conv.cross_chunk_edges = 500                  # force the chunked local cross heads
+        chunked = gtn(x, token_x=token_x, **view.graph_kwargs())
+    assert sparse.device.type == device.type
+    torch.testing.assert_close(dense, sparse, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(chunked, sparse, atol=1e-5, rtol=1e-5)
+
+
+def test_long_document_windows_on_device(device, graphs, rel2id):
+    """Documents longer than the encoder window (128 tokens: several windows each) train."""
+    torch.manual_seed(0)
+    model = DocREModel(ModelConfig(max_length=128), ObjectivesConfig(distill_layers=[3, 6]),
+                       rel2id).to(device).train()
+    batch = next(iter(DataLoader(graphs[:2], batch_size=2))).to(device)
+    enc = model.encoder(batch["token"].input_ids, batch["token"].ptr,
+                        query_index=batch["mention"].token_index)
+    assert (enc.num_windows > 1).all()
+    out = model(batch)
+    out.logits.float().sum().backward()
+    assert out.logits.device.type == device.type
+    assert model.encoder.model.embeddings.word_embeddings.weight.grad is not None
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_training_steps_in_every_precision(device, graphs, rel2id, tmp_path, precision):
+    """Reconstruction, SA-KD with its own optimiser, GradScaler (fp16) on the device."""
+    if precision == "fp16" and device.type != "cuda":
+        pytest.skip("fp16 autocast is a CUDA path")
+    torch.manual_seed(0)
+    objectives = ObjectivesConfig(distill_layers=[3, 6])
+    model = DocREModel(ModelConfig(), objectives, rel2id)
+    objective = DocREObjective(objectives, model.channels, model.distill_layers)
+    config = TrainingConfig(epochs=1, batch_size=2, device=str(device), precision=precision)
+    trainer = Trainer(model, objective, config, graphs, dev_loader=[],
+                      evaluate_dev=lambda preds: {"f1": 0.0}, checkpoint_dir=tmp_path / "ckpt")
+    before = model.classifier.bilinear.weight.detach().clone()
+    disc_before = [p.detach().clone() for p in objective.discriminators.parameters()]
+    record = trainer.train_epoch(1)
+    assert set(record.losses) >= {"L_R", "L_N", "L_A", "L_D"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in record.losses.values()), record.losses
+    assert not torch.equal(before, model.classifier.bilinear.weight)
+    assert any(not torch.equal(a, b) for a, b in zip(disc_before,
+                                                     objective.discriminators.parameters()))
+    assert _on(model, device) and _on(objective, device)
+
+
+def test_save_and_load_on_device(device, graphs, rel2id, tokenizer, tmp_path):
+    torch.manual_seed(0)
+    model = DocREModel(ModelConfig(), ObjectivesConfig(), rel2id).to(device).eval()
+    model.save_pretrained(tmp_path / "ckpt", tokenizer=tokenizer)
+    loaded = DocREModel.from_pretrained(tmp_path / "ckpt", map_location=device).eval()
+    assert _on(loaded, device)
+    batch = next(iter(DataLoader(graphs[:2], batch_size=2))).to(device)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch).logits, model(batch).logits)
+
+
+def _python(*args, timeout=1500):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_smoke_experiment_and_predict_end_to_end(device, tmp_path, redocred_test_path):
+    """run.py trains, selects, reloads the best checkpoint and tests on the device; then
+    ``predict`` on the device reproduces the test predictions."""
+    out = tmp_path / "run"
+    proc = _python("experiments/run.py", "--config", "smoke", "--output", str(out),
+                   "--set", f"training.device={device}", "--set", "training.epochs=2",
+                   "--set", "training.max_steps_per_epoch=2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "test" in metrics and len(metrics["history"]) == 2
+    from pyg_docre.data import load_docred
+    from pyg_docre.metrics import read_result
+    docs = tmp_path / "docs.json"
+    docs.write_text(json.dumps([{k: v for k, v in d.items() if k != "labels"}
+                                for d in load_docred(redocred_test_path)[0:4]]))
+    result = tmp_path / "result.json"
+    proc = _python("-m", "pyg_docre", "predict", "--model", str(out / "checkpoint"),
+                   "--input", str(docs), "--output", str(result), "--device", str(device))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    key = lambda p: (p["title"], p["h_idx"], p["t_idx"], p["r"])
+    assert sorted(map(key, read_result(result))) == sorted(
+        map(key, read_result(out / "result_test.json")))
+
+
+def test_torchrun_two_gpus(device, tmp_path):
+    """DDP with NCCL: two processes on two GPUs run the smoke experiment."""
+    if device.type != "cuda" or torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "experiments/run.py", "--config", "smoke", "--output", str(out),
+         "--set", "training.device=cuda", "--set", "training.max_steps_per_epoch=2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=1500,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads((out / "metrics.json").read_text())["world_size"] == 2
