@@ -227,11 +227,15 @@ def test_region_breakdown_attributes_backward_to_forward_regions():
 def test_throughput_ratios_and_report_fields():
     timing = {name: {kind: {"pass_seconds": [s], "documents": 4, "docs_per_s": 4 / s,
                             "s_per_doc": s / 4} for kind, s in (("train", t), ("inference", i))}
-              for name, t, i in (("full", 12.0, 4.2), ("baseline", 10.0, 4.0))}
+              for name, t, i in (("full", 12.0, 4.2), ("baseline", 10.0, 4.0),
+                                 ("encoder", 8.0, 3.0))}
     result = throughput.ratios(timing)
-    assert result["train"] == {"full_over_baseline": pytest.approx(1.2), "target_max": 1.25,
-                               "met": True}
-    assert result["inference"]["full_over_baseline"] == pytest.approx(1.05)
+    assert result["train: full / baseline"] == {"kind": "train", "ratio": pytest.approx(1.2),
+                                                "target_max": 1.25, "met": True}
+    assert result["inference: full / baseline"]["ratio"] == pytest.approx(1.05)
+    assert result["train: full / encoder"]["ratio"] == pytest.approx(1.5)
+    assert result["train: full / encoder"]["met"] is False
+    assert result["inference: full / encoder"]["ratio"] == pytest.approx(1.4)
     breakdown = {"total_us": 100.0, "exclusive_us": {"encoder": 30.0, "encoder:backward": 20.0,
                                                     "data:collate": 5.0, "step": 45.0}}
     grouped = throughput.shares(breakdown)
@@ -244,17 +248,19 @@ def test_throughput_ratios_and_report_fields():
 def test_throughput_quick_mode_writes_ratios(tmp_path):
     assert throughput.main(["--quick", "--docs", "2", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "throughput.json").read_text())
+    assert len(result["ratios"]) == 4
+    for name, ratio in result["ratios"].items():
+        assert ratio["ratio"] > 0 and isinstance(ratio["met"], bool)
     for kind in ("train", "inference"):
-        ratio = result["ratios"][kind]
-        assert ratio["full_over_baseline"] > 0 and isinstance(ratio["met"], bool)
-        assert ratio["target_max"] == throughput.TARGETS[kind]
         for name in throughput.VARIANTS:
             assert result["timing"][name][kind]["docs_per_s"] > 0
+        for name in throughput.PROFILED:
             shares = result["profile"][name][kind]["shares"]
             assert {"encoder", "GTN", "losses", "data pipeline"} <= set(shares)
     assert result["profile"]["full"]["train"]["shares"]["GTN"]["total_pct"] > 0
     assert result["profile"]["baseline"]["train"]["shares"]["GTN"]["total_pct"] == 0
-    assert "## Full over baseline" in (tmp_path / "throughput.md").read_text()
+    assert result["settings"]["device"] == "cpu"
+    assert "## Ratios of the time per document" in (tmp_path / "throughput.md").read_text()
 
 
 # ----------------------------------------------------------------------------------------------
