@@ -18,13 +18,29 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-__all__ = ["localized_context", "GroupedBilinearClassifier"]
+__all__ = ["localized_context", "GroupedBilinearClassifier", "CHUNK_ELEMENTS"]
+
+#: The largest intermediate a chunk of pairs may take (elements; 2^26 float32 = 256 MB): the
+#: ``[pairs, heads, T]`` attention products of long documents and the ``[pairs, d * block]``
+#: outer products of documents with many entities are computed in chunks of pairs below it.
+#: Rows are independent, so chunking changes no value; a training batch of short documents is
+#: one chunk.
+CHUNK_ELEMENTS = 2 ** 26
+
+
+def _pair_chunks(num_pairs: int, elements_per_pair: int, budget: int):
+    step = max(1, budget // max(1, elements_per_pair))
+    return [(i, min(i + step, num_pairs)) for i in range(0, num_pairs, step)]
 
 
 def localized_context(hidden: Tensor, token_ptr: Tensor, mention_attention: list[Tensor],
                       mention_entity: Tensor, entity_ptr: Tensor, pairs: Tensor,
-                      pair_batch: Tensor) -> Tensor:
+                      pair_batch: Tensor, chunk_elements: int = CHUNK_ELEMENTS) -> Tensor:
     """Localized context embeddings ``c [P, d]`` of every candidate pair (eq. 4).
+
+    The pairs of a document are processed in chunks whose ``[chunk, heads, T_b]`` products stay
+    under ``chunk_elements``, so a long document with many entities never holds its
+    ``[P_b, heads, T_b]`` tensor at once.
 
     Args:
         hidden: ``[T, d]`` last-layer token states of the batch.
@@ -46,12 +62,14 @@ def localized_context(hidden: Tensor, token_ptr: Tensor, mention_attention: list
             continue
         num_e = int(entity_ptr[b + 1] - entity_ptr[b])
         entity_att = scatter(att, ent, dim=0, dim_size=num_e, reduce="mean")  # [E_b, H, T_b]
-        h = pairs[0, pair_ids] - entity_ptr[b]
-        t = pairs[1, pair_ids] - entity_ptr[b]
-        pair_att = (entity_att[h] * entity_att[t]).mean(dim=1)                  # [P_b, T_b]
-        pair_att = pair_att / (pair_att.sum(dim=1, keepdim=True) + 1e-5)
         doc_hidden = hidden[token_ptr[b]:token_ptr[b + 1]]                       # [T_b, d]
-        context = context.index_copy(0, pair_ids, pair_att @ doc_hidden)
+        for lo, hi in _pair_chunks(pair_ids.numel(), att.size(1) * att.size(2), chunk_elements):
+            ids = pair_ids[lo:hi]
+            h = pairs[0, ids] - entity_ptr[b]
+            t = pairs[1, ids] - entity_ptr[b]
+            pair_att = (entity_att[h] * entity_att[t]).mean(dim=1)              # [p, T_b]
+            pair_att = pair_att / (pair_att.sum(dim=1, keepdim=True) + 1e-5)
+            context = context.index_copy(0, ids, pair_att @ doc_hidden)
     return context
 
 
@@ -63,14 +81,18 @@ class GroupedBilinearClassifier(nn.Module):
         num_classes: relations + 1 (column 0 = TH).
         emb_size: size of ``z_s``, ``z_o`` (a multiple of ``block_size``).
         block_size: block size of the grouped bilinear layer.
+        chunk_elements: pairs are scored in chunks whose ``[chunk, emb_size * block_size]``
+            outer products stay under this many elements (values unchanged).
     """
 
-    def __init__(self, channels: int, num_classes: int, emb_size: int, block_size: int = 64):
+    def __init__(self, channels: int, num_classes: int, emb_size: int, block_size: int = 64,
+                 chunk_elements: int = CHUNK_ELEMENTS):
         super().__init__()
         if emb_size % block_size:
             raise ValueError(f"emb_size ({emb_size}) must be a multiple of block_size ({block_size})")
         self.channels, self.num_classes = channels, num_classes
         self.emb_size, self.block_size = emb_size, block_size
+        self.chunk_elements = chunk_elements
         self.head_extractor = nn.Linear(2 * channels, emb_size)
         self.tail_extractor = nn.Linear(2 * channels, emb_size)
         self.bilinear = nn.Linear(emb_size * block_size, num_classes)
@@ -82,6 +104,12 @@ class GroupedBilinearClassifier(nn.Module):
     def forward(self, head: Tensor, tail: Tensor, context: Tensor) -> Tensor:
         z_s = torch.tanh(self.head_extractor(torch.cat([head, context], dim=-1)))
         z_o = torch.tanh(self.tail_extractor(torch.cat([tail, context], dim=-1)))
+        chunks = _pair_chunks(z_s.size(0), self.emb_size * self.block_size, self.chunk_elements)
+        if len(chunks) > 1:
+            return torch.cat([self._bilinear(z_s[lo:hi], z_o[lo:hi]) for lo, hi in chunks])
+        return self._bilinear(z_s, z_o)
+
+    def _bilinear(self, z_s: Tensor, z_o: Tensor) -> Tensor:
         # Per block k: z_s^(k) (x) z_o^(k) as a batched [B, 1] @ [1, B] product; its backward is
         # two batched matmuls, about 1.6x faster on the CPU than the broadcast product's
         # multiply-and-reduce (same values).

@@ -62,6 +62,22 @@ def test_localized_context_matches_a_per_pair_loop(batch):
         a = a / (a.sum() + 1e-5)
         expected = a @ hidden[ptr[b]:ptr[b + 1]]
         assert torch.allclose(ctx[p], expected, atol=1e-5)
+    # chunks of pairs (long documents with many entities) give the same values
+    chunk_elements = 7 * att[0].size(1) * max(a.size(-1) for a in att)
+    chunked = localized_context(hidden, ptr, att, batch["mention"].entity, entity_ptr, pairs,
+                                pair_batch, chunk_elements=chunk_elements)
+    torch.testing.assert_close(chunked, ctx, atol=1e-6, rtol=1e-6)
+
+
+def test_classifier_chunks_equal_one_pass():
+    from pyg_docre.models.classifier import GroupedBilinearClassifier
+
+    torch.manual_seed(0)
+    clf = GroupedBilinearClassifier(16, num_classes=5, emb_size=16, block_size=8)
+    head, tail, context = (torch.randn(50, 16) for _ in range(3))
+    whole = clf(head, tail, context)
+    clf.chunk_elements = 7 * 16 * 8                 # 7 pairs per chunk
+    torch.testing.assert_close(clf(head, tail, context), whole, atol=1e-6, rtol=1e-6)
 
 
 def test_forward_shapes_and_auxiliary_outputs(model, batch):
