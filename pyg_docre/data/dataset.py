@@ -51,7 +51,11 @@ def _file_sha256(path: Path) -> str:
 
 
 def parse_doc_range(spec: str | Sequence[int] | None, num_docs: int) -> list[int]:
-    """Document indices from ``None`` (all), a slice string ``"0:450"`` or a list of indices."""
+    """Document indices from ``None`` (all), a slice string ``"0:450"`` or a list of indices.
+
+    ``"start:stop"`` takes documents ``start .. stop-1`` (either bound may be omitted); a bound
+    outside ``0..num_docs`` is an error, not clamped, and so is a range that selects nothing.
+    """
     if spec is None:
         return list(range(num_docs))
     if isinstance(spec, str):
@@ -62,9 +66,17 @@ def parse_doc_range(spec: str | Sequence[int] | None, num_docs: int) -> list[int
             start, stop = (int(p) if p.strip() else None for p in parts)
         except ValueError:
             raise ValueError(f"document range {spec!r}: start and stop must be integers") from None
+        for bound in (start, stop):
+            if bound is not None and not 0 <= bound <= num_docs:
+                raise ValueError(f"document range {spec!r}: {bound} is outside 0..{num_docs} "
+                                 f"(the file has {num_docs} documents)")
         indices = list(range(num_docs))[slice(start, stop)]
+    elif isinstance(spec, (list, tuple)):
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in spec):
+            raise ValueError(f"document range {spec!r}: a list must hold document indices")
+        indices = list(spec)
     else:
-        indices = [int(i) for i in spec]
+        raise ValueError(f"document range {spec!r}: expected 'start:stop' or a list of indices")
     bad = [i for i in indices if not 0 <= i < num_docs]
     if bad:
         raise ValueError(f"document range {spec!r}: indices {bad[:5]} outside 0..{num_docs - 1}")
