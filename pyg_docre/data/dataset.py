@@ -3,7 +3,8 @@
 The cache key covers everything the graphs depend on: the file's content (sha256), the
 tokenizer (its name and the hash of its serialized vocabulary and rules), ``rel2id`` and
 :data:`~pyg_docre.data.hdg.BUILDER_VERSION`. Cache files hold plain tensors and strings only and
-load with ``torch.load(weights_only=True)`` (no pickle). A cache is written atomically.
+load with ``torch.load(weights_only=True)`` (no pickle). A cache is written atomically; a damaged
+one is named in a warning, discarded and rebuilt.
 """
 from __future__ import annotations
 
@@ -132,8 +133,9 @@ class DocREDDataset(Dataset):
             return [build_hdg(d, tokenizer, rel2id, validate=False) for d in all_docs]
         cache_file = Path(cache_dir) / f"{self.path.stem}-{self.cache_key(tokenizer, rel2id)}.pt"
         if cache_file.exists():
-            log.info("loading HDGs from cache %s", cache_file)
-            return [_from_plain(d) for d in torch.load(cache_file, weights_only=True)]
+            graphs = _read_cache(cache_file, len(all_docs))
+            if graphs is not None:
+                return graphs
         graphs = [build_hdg(d, tokenizer, rel2id, validate=False) for d in all_docs]
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         plain = [_to_plain(g) for g in graphs]
@@ -143,6 +145,22 @@ class DocREDDataset(Dataset):
 
 
 _PAIR_KEY = "|".join(PAIR_EDGE_TYPE)
+
+
+def _read_cache(cache_file: Path, num_docs: int) -> list[DocumentGraph] | None:
+    """The cached graphs, or ``None`` (with a warning naming the file, which is removed) when
+    the cache is damaged: unreadable, not a list of ``num_docs`` graphs, or inconsistent."""
+    log.info("loading HDGs from cache %s", cache_file)
+    try:
+        plain = torch.load(cache_file, weights_only=True)
+        if not isinstance(plain, list) or len(plain) != num_docs:
+            raise ValueError(f"expected {num_docs} graphs")
+        return [_from_plain(d) for d in plain]
+    except Exception as err:  # zip, unpickling and structure errors come in many types
+        log.warning("graph cache %s is damaged (%s: %s); discarding it and rebuilding",
+                    cache_file, type(err).__name__, str(err)[:200])
+        cache_file.unlink(missing_ok=True)
+        return None
 
 
 def _to_plain(graph: DocumentGraph) -> dict:
