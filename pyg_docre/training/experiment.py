@@ -161,8 +161,8 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
     if resume and has_training_state(output_dir / "resume"):
         trainer.load_training_state()
         log.info("resuming %s from epoch %d, %d batches in (%d optimiser steps done)",
-                 output_dir, trainer._progress.epoch, trainer._progress.batches_done,
-                 trainer._progress.global_step)
+                 output_dir, trainer.progress.epoch, trainer.progress.batches_done,
+                 trainer.progress.global_step)
     elif resume:
         log.info("no saved training state in %s: starting from the beginning", output_dir)
     train_start = time.perf_counter()

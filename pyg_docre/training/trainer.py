@@ -221,6 +221,11 @@ class Trainer:
                 and batches < self.batches_per_epoch):      # the epoch end saves anyway
             self.save_training_state()
 
+    @property
+    def progress(self) -> Progress:
+        """Where training stands (epoch in progress, batches consumed, optimiser steps)."""
+        return self._progress
+
     def save_training_state(self, directory: Path | None = None) -> None:
         """Save the complete training state (default: into ``state_dir``)."""
         save_training_state(self, directory or self.state_dir, self._progress,

