@@ -124,6 +124,13 @@ def _check_predict_args(args: argparse.Namespace) -> None:
     if not os.access(parent, os.W_OK | os.X_OK) or (output.exists()
                                                     and not os.access(output, os.W_OK)):
         raise CLIError(f"--output {output}: not writable")
+    if getattr(args, "device", None) is not None:
+        from .config import ConfigError
+        from .training.validation import check_device
+        try:
+            check_device(args.device, key="--device")
+        except ConfigError as err:
+            raise CLIError(str(err)) from None
 
 
 def _run_predict(args: argparse.Namespace) -> int:

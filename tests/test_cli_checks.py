@@ -49,6 +49,7 @@ def test_matching_titles_and_empty_predictions_still_score(tmp_path, gold, capsy
     ("dir", "is a folder"),
     ("noparent", "does not exist"),
     ("readonly", "not writable"),
+    ("device", "--device: 'tpu9' is not a device"),
 ])
 def test_predict_checks_before_loading_the_model(tmp_path, capsys, case, message):
     output = tmp_path / "out.json"
@@ -59,6 +60,8 @@ def test_predict_checks_before_loading_the_model(tmp_path, capsys, case, message
         output = tmp_path
     elif case == "noparent":
         output = tmp_path / "missing" / "out.json"
+    elif case == "device":
+        extra = ["--device", "tpu9"]
     elif case == "readonly":
         if os.geteuid() == 0:
             pytest.skip("root can write anywhere")

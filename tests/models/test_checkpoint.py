@@ -93,3 +93,9 @@ def test_tokenizer_damage_is_a_checkpoint_error_without_network(copy, kind):
             (copy / "tokenizer" / other).unlink(missing_ok=True)
     with pytest.raises(CheckpointError, match="tokenizer"):
         DocREModel.load_tokenizer(copy)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_loads_directly_onto_cuda(saved):
+    loaded = DocREModel.from_pretrained(saved[1], map_location="cuda")
+    assert {p.device.type for p in loaded.parameters()} == {"cuda"}
