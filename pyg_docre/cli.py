@@ -44,6 +44,18 @@ def _format_per_relation(frame) -> str:
     return shown.to_string()
 
 
+def _check_evaluation_matches(gold: list, predictions: list, args: argparse.Namespace) -> None:
+    """All-zero scores that only mean "wrong file" are errors: an empty gold file, or
+    predictions none of whose titles is a gold title."""
+    if not gold:
+        raise CLIError(f"{args.gold}: holds no documents, nothing to score against")
+    titles = {p["title"] for p in predictions}
+    if titles and not titles & {d["title"] for d in gold}:
+        example = ", ".join(repr(t) for t in sorted(titles)[:3])
+        raise CLIError(f"{args.pred}: none of its {len(titles)} predicted titles (e.g. "
+                       f"{example}) is a title of {args.gold}; is it the right gold file?")
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .data.docred import DocREDFormatError, load_docred
     from .data.relations import load_rel_info
@@ -66,6 +78,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         name = err.filename if err.filename is not None else "input"
         raise CLIError(f"{name}: {err.strerror or err}") from None
 
+    _check_evaluation_matches(gold, predictions, args)
     if train is None:
         print("note: no --train file, ign_f1 is null", file=sys.stderr)
     if table is not None:
@@ -95,12 +108,39 @@ def _add_evaluate(subparsers) -> None:
 # --------------------------------------------------------------------------------------------
 # predict
 
+def _check_predict_args(args: argparse.Namespace) -> None:
+    """Arguments and the output path, checked before the model is loaded or anything run."""
+    import os
+
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size: must be >= 1, got {args.batch_size}")
+    output = Path(args.output)
+    parent = output.parent if str(output.parent) else Path(".")
+    if output.is_dir():
+        raise CLIError(f"--output {output}: is a folder; give a file path such as "
+                       f"{output / 'result.json'}")
+    if not parent.is_dir():
+        raise CLIError(f"--output {output}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (output.exists()
+                                                    and not os.access(output, os.W_OK)):
+        raise CLIError(f"--output {output}: not writable")
+    if getattr(args, "device", None) is not None:
+        from .config import ConfigError
+        from .training.validation import check_device
+        try:
+            check_device(args.device, key="--device")
+        except ConfigError as err:
+            raise CLIError(str(err)) from None
+
+
 def _run_predict(args: argparse.Namespace) -> int:
+    _check_predict_args(args)
     from torch_geometric.loader import DataLoader
 
     from .data import DocREDDataset
     from .data.docred import DocREDFormatError
     from .metrics import write_result
+    from .models.checkpoint import CheckpointError
     from .models.docre_model import DocREModel
     from .training.evaluation import predict
     from .training.trainer import resolve_device
@@ -110,7 +150,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         model = DocREModel.from_pretrained(args.model, map_location=device)
         tokenizer = DocREModel.load_tokenizer(args.model)
         dataset = DocREDDataset(args.input, tokenizer, model.rel2id, cache_dir=None)
-    except (FileNotFoundError, DocREDFormatError, RuntimeError) as err:
+    except (FileNotFoundError, DocREDFormatError, CheckpointError, RuntimeError) as err:
         raise CLIError(str(err)) from None
     id2rel = [r for r, _ in sorted(model.rel2id.items(), key=lambda kv: kv[1])]
     loader = DataLoader(dataset, batch_size=args.batch_size)

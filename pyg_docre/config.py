@@ -4,10 +4,17 @@ A config file has four sections, ``data``, ``model``, ``objectives`` and ``train
 ``name``); every key is optional and defaults to the values below. An unknown key, or a value of
 the wrong type, is a :class:`ConfigError` naming the key. ``key=value`` overrides (the ``--set``
 of ``experiments/run.py``) use dotted paths, e.g. ``training.epochs=2``; values are parsed as YAML.
+
+YAML here is read without YAML 1.1's base-60 numbers: ``docs: 10:20`` (in a file or as
+``--set data.train.docs=10:20``) is the range string ``"10:20"``, not the integer 620.
+:meth:`ExperimentConfig.validate` checks every value that needs no file or device; the checks
+that do (data files, document ranges, the encoder, CUDA) are in
+:func:`pyg_docre.training.validation.validate_runtime`.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,8 +26,36 @@ import yaml
 
 __all__ = [
     "ConfigError", "SplitConfig", "DataConfig", "ModelConfig", "ObjectivesConfig",
-    "TrainingConfig", "ExperimentConfig", "load_config", "apply_overrides",
+    "TrainingConfig", "ExperimentConfig", "load_config", "apply_overrides", "build_section",
+    "yaml_load",
 ]
+
+
+class _NoSexagesimalLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without YAML 1.1 base-60 ints/floats (``10:20`` stays a string)."""
+
+
+_NoSexagesimalLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_NoSexagesimalLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"""^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$""",
+               re.X),
+    list("-+0123456789"))
+_NoSexagesimalLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str):
+    """Parse YAML like ``yaml.safe_load``, but ``10:20`` is a string, never base-60 620."""
+    return yaml.load(text, Loader=_NoSexagesimalLoader)
 
 
 class ConfigError(ValueError):
@@ -115,6 +150,9 @@ class TrainingConfig:
     seed: int = 66
     #: Stop each epoch after this many optimiser steps (None: the whole epoch); for smoke runs.
     max_steps_per_epoch: Optional[int] = None
+    #: Also save the resume state (``OUTPUT/resume/``) every this many optimiser steps
+    #: (None: only at the end of each epoch).
+    save_every_steps: Optional[int] = None
 
 
 @dataclass
@@ -138,13 +176,28 @@ class ExperimentConfig:
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
-        positive = {"training.epochs": self.training.epochs,
-                    "training.batch_size": self.training.batch_size,
-                    "training.grad_accum": self.training.grad_accum,
+        t = self.training
+        positive = {"training.epochs": t.epochs,
+                    "training.batch_size": t.batch_size,
+                    "training.eval_batch_size": t.eval_batch_size,
+                    "training.grad_accum": t.grad_accum,
+                    "training.max_steps_per_epoch": t.max_steps_per_epoch,
+                    "training.save_every_steps": t.save_every_steps,
                     "model.gtn_layers": self.model.gtn_layers}
         for key, value in positive.items():
-            if value < 1:
+            if value is not None and value < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {value}")
+        for key in ("lr_encoder", "lr_new", "lr_discriminator"):
+            value = getattr(t, key)
+            if not value > 0 or value != value or value == float("inf"):
+                raise ConfigError(f"training.{key}: must be a positive finite number, got {value}")
+        for key in ("weight_decay", "max_grad_norm"):
+            if not getattr(t, key) >= 0:
+                raise ConfigError(f"training.{key}: must be >= 0, got {getattr(t, key)}")
+        if not 0.0 <= t.warmup_ratio <= 1.0:
+            raise ConfigError(f"training.warmup_ratio: must be in [0, 1], got {t.warmup_ratio}")
+        if t.num_workers < 0:
+            raise ConfigError(f"training.num_workers: must be >= 0, got {t.num_workers}")
         if not 0.0 < self.objectives.mask_ratio <= 1.0:
             raise ConfigError(f"objectives.mask_ratio: must be in (0, 1], got "
                               f"{self.objectives.mask_ratio}")
@@ -192,6 +245,12 @@ def _build(cls, values: Any, prefix: str):
     return cls(**kwargs)
 
 
+def build_section(cls, values: Any, prefix: str = ""):
+    """Build one config dataclass (e.g. :class:`ModelConfig`) from a dict, strictly: unknown
+    keys and wrong types are a :class:`ConfigError` naming ``prefix + key``."""
+    return _build(cls, values, prefix)
+
+
 def config_from_dict(values: dict) -> ExperimentConfig:
     config = _build(ExperimentConfig, values, "")
     config.validate()
@@ -208,14 +267,22 @@ def _set_dotted(values: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+_RANGE = re.compile(r"^\s*-?\d*\s*:\s*-?\d*\s*$")
+
+
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
-    """Apply ``key.path=value`` strings (values parsed as YAML) to a raw config dict."""
+    """Apply ``key.path=value`` strings (values parsed as YAML) to a raw config dict.
+
+    A ``....docs`` value that looks like ``start:stop`` is kept as that string."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, raw = item.split("=", 1)
+        if key.strip().endswith(".docs") and _RANGE.match(raw):
+            _set_dotted(values, key.strip(), raw.strip())   # "4:" would be a YAML mapping
+            continue
         try:
-            value = yaml.safe_load(raw)
+            value = yaml_load(raw)
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {key}: cannot parse {raw!r} ({err})") from None
         _set_dotted(values, key.strip(), value)
@@ -226,7 +293,7 @@ def load_config(path: str | PathLike, overrides: list[str] = ()) -> ExperimentCo
     """Read a YAML config, apply overrides, and validate it strictly."""
     path = Path(path)
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as err:

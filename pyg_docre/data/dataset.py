@@ -3,7 +3,8 @@
 The cache key covers everything the graphs depend on: the file's content (sha256), the
 tokenizer (its name and the hash of its serialized vocabulary and rules), ``rel2id`` and
 :data:`~pyg_docre.data.hdg.BUILDER_VERSION`. Cache files hold plain tensors and strings only and
-load with ``torch.load(weights_only=True)`` (no pickle). A cache is written atomically.
+load with ``torch.load(weights_only=True)`` (no pickle). A cache is written atomically; a damaged
+one is named in a warning, discarded and rebuilt.
 """
 from __future__ import annotations
 
@@ -51,7 +52,11 @@ def _file_sha256(path: Path) -> str:
 
 
 def parse_doc_range(spec: str | Sequence[int] | None, num_docs: int) -> list[int]:
-    """Document indices from ``None`` (all), a slice string ``"0:450"`` or a list of indices."""
+    """Document indices from ``None`` (all), a slice string ``"0:450"`` or a list of indices.
+
+    ``"start:stop"`` takes documents ``start .. stop-1`` (either bound may be omitted); a bound
+    outside ``0..num_docs`` is an error, not clamped, and so is a range that selects nothing.
+    """
     if spec is None:
         return list(range(num_docs))
     if isinstance(spec, str):
@@ -62,9 +67,17 @@ def parse_doc_range(spec: str | Sequence[int] | None, num_docs: int) -> list[int
             start, stop = (int(p) if p.strip() else None for p in parts)
         except ValueError:
             raise ValueError(f"document range {spec!r}: start and stop must be integers") from None
+        for bound in (start, stop):
+            if bound is not None and not 0 <= bound <= num_docs:
+                raise ValueError(f"document range {spec!r}: {bound} is outside 0..{num_docs} "
+                                 f"(the file has {num_docs} documents)")
         indices = list(range(num_docs))[slice(start, stop)]
+    elif isinstance(spec, (list, tuple)):
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in spec):
+            raise ValueError(f"document range {spec!r}: a list must hold document indices")
+        indices = list(spec)
     else:
-        indices = [int(i) for i in spec]
+        raise ValueError(f"document range {spec!r}: expected 'start:stop' or a list of indices")
     bad = [i for i in indices if not 0 <= i < num_docs]
     if bad:
         raise ValueError(f"document range {spec!r}: indices {bad[:5]} outside 0..{num_docs - 1}")
@@ -120,8 +133,9 @@ class DocREDDataset(Dataset):
             return [build_hdg(d, tokenizer, rel2id, validate=False) for d in all_docs]
         cache_file = Path(cache_dir) / f"{self.path.stem}-{self.cache_key(tokenizer, rel2id)}.pt"
         if cache_file.exists():
-            log.info("loading HDGs from cache %s", cache_file)
-            return [_from_plain(d) for d in torch.load(cache_file, weights_only=True)]
+            graphs = _read_cache(cache_file, len(all_docs))
+            if graphs is not None:
+                return graphs
         graphs = [build_hdg(d, tokenizer, rel2id, validate=False) for d in all_docs]
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         plain = [_to_plain(g) for g in graphs]
@@ -131,6 +145,22 @@ class DocREDDataset(Dataset):
 
 
 _PAIR_KEY = "|".join(PAIR_EDGE_TYPE)
+
+
+def _read_cache(cache_file: Path, num_docs: int) -> list[DocumentGraph] | None:
+    """The cached graphs, or ``None`` (with a warning naming the file, which is removed) when
+    the cache is damaged: unreadable, not a list of ``num_docs`` graphs, or inconsistent."""
+    log.info("loading HDGs from cache %s", cache_file)
+    try:
+        plain = torch.load(cache_file, weights_only=True)
+        if not isinstance(plain, list) or len(plain) != num_docs:
+            raise ValueError(f"expected {num_docs} graphs")
+        return [_from_plain(d) for d in plain]
+    except Exception as err:  # zip, unpickling and structure errors come in many types
+        log.warning("graph cache %s is damaged (%s: %s); discarding it and rebuilding",
+                    cache_file, type(err).__name__, str(err)[:200])
+        cache_file.unlink(missing_ok=True)
+        return None
 
 
 def _to_plain(graph: DocumentGraph) -> dict:

@@ -25,21 +25,21 @@ import torch
 import torch_geometric
 from torch import Tensor, nn
 
-from pyg_docre.config import ModelConfig, ObjectivesConfig
+from pyg_docre.config import ConfigError, ModelConfig, ObjectivesConfig, _build
 from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, node_ptr, to_gtn_inputs
-from pyg_docre.io import atomic_write_text
+from pyg_docre.io import atomic_write_dir, recover_dir
 from pyg_docre.nn.encoder import WindowedEncoder, select_attention_implementation
 from pyg_docre.nn.gtn import GTN
 from pyg_docre.pretrained import resolve_pretrained
 
+from .checkpoint import (CONFIG_NAME, FORMAT, TOKENIZER_DIR, WEIGHTS_NAME, CheckpointError,
+                         build_encoder, load_checkpoint_tokenizer, load_weights,
+                         read_checkpoint_config)
 from .classifier import GroupedBilinearClassifier, localized_context
 from .features import node_features
 
-__all__ = ["DocREOutput", "DocREModel"]
+__all__ = ["DocREOutput", "DocREModel", "CheckpointError"]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-TOKENIZER_DIR = "tokenizer"
 
 
 @dataclass
@@ -178,50 +178,61 @@ class DocREModel(nn.Module):
     # Saving and loading (safetensors + JSON, no pickle)
     # ----------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | PathLike, tokenizer=None) -> None:
+        """Write ``config.json``, ``model.safetensors`` (and ``tokenizer/``) atomically.
+
+        Everything is written into a temporary sibling folder, fsynced, and swapped into place
+        (:func:`pyg_docre.io.atomic_write_dir`): an interrupted save leaves the previous
+        checkpoint intact.
+        """
         from safetensors.torch import save_model
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         meta = {
-            "format": "pyg_docre.DocREModel",
+            "format": FORMAT,
             "model": dataclasses.asdict(self.config),
             "objectives": dataclasses.asdict(self.objectives),
             "rel2id": self.rel2id,
             "encoder_config": self.encoder.model.config.to_dict(),
         }
-        weights_tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        save_model(self, str(weights_tmp))
-        weights_tmp.replace(directory / WEIGHTS_NAME)
-        atomic_write_text(directory / CONFIG_NAME, json.dumps(meta, indent=2))
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
+
+        def write(tmp: Path) -> None:
+            save_model(self, str(tmp / WEIGHTS_NAME))
+            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            if tokenizer is not None:
+                tokenizer.save_pretrained(str(tmp / TOKENIZER_DIR))
+
+        atomic_write_dir(directory, write)
 
     @classmethod
     def from_pretrained(cls, directory: str | PathLike, map_location: str | torch.device = "cpu"
                         ) -> "DocREModel":
-        """Rebuild a model saved by :meth:`save_pretrained` (no network, no pickle)."""
-        from safetensors.torch import load_model
-        from transformers import AutoConfig, AutoModel
+        """Rebuild a model saved by :meth:`save_pretrained`, on ``map_location``.
 
-        directory = Path(directory)
+        No network and no pickle: the architecture comes from ``config.json`` (read through the
+        strict config loader), the model is built, moved to ``map_location`` and the weights
+        are loaded there. Any damage is a :class:`~pyg_docre.models.checkpoint.CheckpointError`
+        naming the file.
+        """
+        directory = recover_dir(Path(directory))
+        meta = read_checkpoint_config(directory)
         config_file = directory / CONFIG_NAME
-        if not config_file.exists():
-            raise FileNotFoundError(f"{directory}: not a saved DocREModel (no {CONFIG_NAME})")
-        meta = json.loads(config_file.read_text())
-        enc_cfg = dict(meta["encoder_config"])
-        encoder_config = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
-        encoder = AutoModel.from_config(encoder_config)
-        select_attention_implementation(encoder)
-        model = cls(ModelConfig(**meta["model"]), ObjectivesConfig(**meta["objectives"]),
-                    meta["rel2id"], encoder=encoder)
-        load_model(model, str(directory / WEIGHTS_NAME), device=str(map_location))
+        try:
+            model_config = _build(ModelConfig, meta["model"], "model.")
+            objectives = _build(ObjectivesConfig, meta["objectives"], "objectives.")
+        except ConfigError as err:
+            raise CheckpointError(f"{config_file}: {err}") from None
+        encoder = build_encoder(meta, directory)
+        try:
+            model = cls(model_config, objectives, meta["rel2id"], encoder=encoder)
+        except (ValueError, TypeError) as err:
+            raise CheckpointError(f"{config_file}: cannot build the model ({err})") from None
+        model.to(torch.device(map_location))
+        load_weights(model, directory)
         return model
 
     @staticmethod
     def load_tokenizer(directory: str | PathLike):
-        """The tokenizer saved beside a model by :meth:`save_pretrained`."""
-        from pyg_docre.pretrained import load_tokenizer
-        return load_tokenizer(Path(directory) / TOKENIZER_DIR)
+        """The tokenizer saved beside a model by :meth:`save_pretrained` (local files only)."""
+        return load_checkpoint_tokenizer(recover_dir(Path(directory)))
 
 
 def _first_int(value) -> int:

@@ -1,9 +1,16 @@
 """One experiment end to end: data, model, training, dev selection, test, and its output folder.
 
+Before anything is loaded the configuration is checked against this machine and its files
+(:func:`~pyg_docre.training.validation.validate_runtime`) and the output folder's policy applied
+(:func:`~pyg_docre.training.run_folder.prepare_run_folder`): a non-empty folder is refused unless
+``resume=True`` (continue the run in it, same config) or ``overwrite=True`` (clear it).
+
 Output folder::
 
+    run_state.json      running / complete / failed (with the error), written atomically
     config.yaml         the resolved configuration
-    train.log           the log
+    train.log           the log (a resumed run appends to it)
+    resume/             the latest complete training state (epoch ends, save_every_steps)
     checkpoint/         the best dev checkpoint (config.json, model.safetensors, tokenizer/)
     result_dev.json     official-format predictions of the best checkpoint on dev
     result_test.json    ... and on test (when the config has a test split)
@@ -29,9 +36,12 @@ from pyg_docre.models.docre_model import DocREModel
 from pyg_docre.pretrained import load_tokenizer
 
 from .objective import DocREObjective
+from .resume import has_training_state
+from .run_folder import RunFolderError, prepare_run_folder, write_run_state
 from .trainer import Trainer, set_seed
+from .validation import validate_runtime
 
-__all__ = ["run_experiment", "format_results_table"]
+__all__ = ["run_experiment", "format_results_table", "RunFolderError"]
 
 log = logging.getLogger("pyg_docre.train")
 
@@ -68,74 +78,111 @@ def format_results_table(metrics: dict) -> str:
 
 
 def run_experiment(config: ExperimentConfig, output_dir: str | Path, *,
-                   base_dir: str | Path = ".", command: str | None = None) -> dict:
-    """Train, select on dev, evaluate on test; write the output folder; return metrics."""
-    wall_start = time.perf_counter()
+                   base_dir: str | Path = ".", command: str | None = None,
+                   resume: bool = False, overwrite: bool = False) -> dict:
+    """Train, select on dev, evaluate on test; write the output folder; return metrics.
+
+    Args:
+        resume: continue the run in ``output_dir`` from its ``resume/`` state (the same
+            configuration is required); a complete run is not repeated, its metrics are
+            returned (with ``"already_complete": True``).
+        overwrite: clear a non-empty ``output_dir`` (a run folder) and start afresh.
+
+    Raises:
+        ConfigError: a config value is invalid on this machine (before anything is loaded).
+        RunFolderError: ``output_dir`` is not empty and neither flag is given (nothing is
+            touched), or the run there cannot be resumed.
+    """
     base_dir = Path(base_dir)
     output_dir = Path(output_dir)
+    validate_runtime(config, base_dir)
+    mode = prepare_run_folder(output_dir, config.to_dict(), resume=resume, overwrite=overwrite)
+    if mode == "complete":
+        metrics = json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
+        return {**metrics, "already_complete": True}
     output_dir.mkdir(parents=True, exist_ok=True)
+    write_run_state(output_dir, "running", command=command, resumed=mode == "resume")
     handler = _setup_logging(output_dir)
     try:
-        atomic_write_text(output_dir / "config.yaml",
-                           yaml.safe_dump(config.to_dict(), sort_keys=False))
-        set_seed(config.training.seed)
-        data_cfg = config.data
-        rel2id = load_rel2id(data_cfg.resolve(data_cfg.rel2id, base_dir))
-        tokenizer = load_tokenizer(config.model.encoder)
-        cache = None if data_cfg.cache_dir is None else base_dir / data_cfg.cache_dir
-
-        def dataset(split: SplitConfig, unique_titles: bool = True) -> DocREDDataset:
-            return DocREDDataset(data_cfg.resolve(split.file, base_dir), tokenizer, rel2id,
-                                 cache_dir=cache, docs=split.docs, unique_titles=unique_titles)
-
-        train_set, dev_set = dataset(data_cfg.train, unique_titles=False), dataset(data_cfg.dev)
-        test_set = dataset(data_cfg.test) if data_cfg.test is not None else None
-        ign_docs = (train_set.documents if data_cfg.ign_train is None
-                    else _split_docs(config, data_cfg.ign_train, base_dir))
-        log.info("data: %d train, %d dev, %s test documents; Ign F1 against %d documents",
-                 len(train_set), len(dev_set), len(test_set) if test_set else 0, len(ign_docs))
-
-        scorers = {"dev": DocREDScorer(dev_set.documents, ign_docs)}
-        if test_set is not None and all("labels" in d for d in test_set.documents):
-            scorers["test"] = DocREDScorer(test_set.documents, ign_docs)
-        elif test_set is not None:
-            log.info("the test split has no labels (e.g. DocRED's test.json, scored on "
-                     "CodaLab): result_test.json is written, no test scores")
-        eval_bs = config.training.eval_batch_size
-        loaders = {"dev": DataLoader(dev_set, batch_size=eval_bs)}
-        if test_set is not None:
-            loaders["test"] = DataLoader(test_set, batch_size=eval_bs)
-
-        model = DocREModel(config.model, config.objectives, rel2id)
-        objective = DocREObjective(config.objectives, model.channels, model.distill_layers)
-        log.info("model: %s, %.1fM parameters (%.1fM new)", config.model.encoder,
-                 sum(p.numel() for p in model.parameters()) / 1e6,
-                 sum(p.numel() for p in model.new_parameters()) / 1e6)
-        checkpoint = output_dir / "checkpoint"
-        trainer = Trainer(model, objective, config.training, train_set, loaders["dev"],
-                          lambda preds: scorers["dev"].score(preds).to_dict(percent=True),
-                          checkpoint, tokenizer=tokenizer)
-        train_start = time.perf_counter()
-        history = trainer.fit()
-        train_seconds = time.perf_counter() - train_start
-
-        best = DocREModel.from_pretrained(checkpoint, map_location=trainer.device)
-        trainer.model = best
-        metrics: dict = {"name": config.name, "command": command, "best_epoch": trainer.best_epoch}
-        for split, loader in loaders.items():
-            predictions = trainer.predict(loader)
-            write_result(predictions, output_dir / f"result_{split}.json")
-            if split in scorers:
-                metrics[split] = scorers[split].score(predictions).to_dict(percent=True)
-        train_docs = sum(r.train_documents for r in history)
-        metrics["history"] = [asdict(r) for r in history]
-        metrics["train_seconds"] = train_seconds
-        metrics["seconds_per_train_document"] = (sum(r.train_seconds for r in history)
-                                                 / max(train_docs, 1))
-        metrics["wall_seconds"] = time.perf_counter() - wall_start
-        atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
-        log.info("best epoch %s\n%s", trainer.best_epoch, format_results_table(metrics))
-        return metrics
+        metrics = _run(config, output_dir, base_dir, command, resume=mode == "resume")
+    except BaseException as err:
+        write_run_state(output_dir, "failed", error=f"{type(err).__name__}: {err}"[:2000])
+        raise
     finally:
         logging.getLogger("pyg_docre").removeHandler(handler)
         handler.close()
+    write_run_state(output_dir, "complete")
+    return metrics
+
+
+def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: str | None, *,
+         resume: bool) -> dict:
+    """The experiment itself, in a prepared output folder."""
+    wall_start = time.perf_counter()
+    atomic_write_text(output_dir / "config.yaml",
+                      yaml.safe_dump(config.to_dict(), sort_keys=False))
+    set_seed(config.training.seed)
+    data_cfg = config.data
+    rel2id = load_rel2id(data_cfg.resolve(data_cfg.rel2id, base_dir))
+    tokenizer = load_tokenizer(config.model.encoder)
+    cache = None if data_cfg.cache_dir is None else base_dir / data_cfg.cache_dir
+
+    def dataset(split: SplitConfig, unique_titles: bool = True) -> DocREDDataset:
+        return DocREDDataset(data_cfg.resolve(split.file, base_dir), tokenizer, rel2id,
+                             cache_dir=cache, docs=split.docs, unique_titles=unique_titles)
+
+    train_set, dev_set = dataset(data_cfg.train, unique_titles=False), dataset(data_cfg.dev)
+    test_set = dataset(data_cfg.test) if data_cfg.test is not None else None
+    ign_docs = (train_set.documents if data_cfg.ign_train is None
+                else _split_docs(config, data_cfg.ign_train, base_dir))
+    log.info("data: %d train, %d dev, %s test documents; Ign F1 against %d documents",
+             len(train_set), len(dev_set), len(test_set) if test_set else 0, len(ign_docs))
+
+    scorers = {"dev": DocREDScorer(dev_set.documents, ign_docs)}
+    if test_set is not None and all("labels" in d for d in test_set.documents):
+        scorers["test"] = DocREDScorer(test_set.documents, ign_docs)
+    elif test_set is not None:
+        log.info("the test split has no labels (e.g. DocRED's test.json, scored on "
+                 "CodaLab): result_test.json is written, no test scores")
+    eval_bs = config.training.eval_batch_size
+    loaders = {"dev": DataLoader(dev_set, batch_size=eval_bs)}
+    if test_set is not None:
+        loaders["test"] = DataLoader(test_set, batch_size=eval_bs)
+
+    model = DocREModel(config.model, config.objectives, rel2id)
+    objective = DocREObjective(config.objectives, model.channels, model.distill_layers)
+    log.info("model: %s, %.1fM parameters (%.1fM new)", config.model.encoder,
+             sum(p.numel() for p in model.parameters()) / 1e6,
+             sum(p.numel() for p in model.new_parameters()) / 1e6)
+    checkpoint = output_dir / "checkpoint"
+    trainer = Trainer(model, objective, config.training, train_set, loaders["dev"],
+                      lambda preds: scorers["dev"].score(preds).to_dict(percent=True),
+                      checkpoint, tokenizer=tokenizer, state_dir=output_dir / "resume")
+    if resume and has_training_state(output_dir / "resume"):
+        trainer.load_training_state()
+        log.info("resuming %s from epoch %d, %d batches in (%d optimiser steps done)",
+                 output_dir, trainer.progress.epoch, trainer.progress.batches_done,
+                 trainer.progress.global_step)
+    elif resume:
+        log.info("no saved training state in %s: starting from the beginning", output_dir)
+    train_start = time.perf_counter()
+    history = trainer.fit()
+    train_seconds = time.perf_counter() - train_start
+
+    best = DocREModel.from_pretrained(checkpoint, map_location=trainer.device)
+    trainer.model = best
+    metrics: dict = {"name": config.name, "command": command, "best_epoch": trainer.best_epoch}
+    for split, loader in loaders.items():
+        predictions = trainer.predict(loader)
+        write_result(predictions, output_dir / f"result_{split}.json")
+        if split in scorers:
+            metrics[split] = scorers[split].score(predictions).to_dict(percent=True)
+    train_docs = sum(r.train_documents for r in history)
+    metrics["history"] = [asdict(r) for r in history]
+    metrics["train_seconds"] = train_seconds
+    metrics["seconds_per_train_document"] = (sum(r.train_seconds for r in history)
+                                             / max(train_docs, 1))
+    metrics["wall_seconds"] = time.perf_counter() - wall_start
+    atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    log.info("best epoch %s\n%s", trainer.best_epoch, format_results_table(metrics))
+    return metrics

@@ -1,6 +1,8 @@
 """Training loop: AdamW with separate learning rates, linear warm-up and decay, gradient
 clipping and accumulation, optional mixed precision, per-epoch dev evaluation and best-checkpoint
-selection on dev F1."""
+selection on dev F1. With a ``state_dir`` the complete training state is saved there at every
+epoch end and every ``save_every_steps`` optimiser steps, and :meth:`Trainer.load_training_state`
+continues a run exactly where it was saved (see :mod:`pyg_docre.training.resume`)."""
 from __future__ import annotations
 
 import contextlib
@@ -25,6 +27,7 @@ from pyg_docre.models.docre_model import DocREModel
 
 from .evaluation import predict
 from .objective import DocREObjective
+from .resume import Progress, load_training_state, save_training_state
 
 __all__ = ["set_seed", "resolve_device", "autocast_factory", "Trainer", "EpochRecord"]
 
@@ -80,11 +83,12 @@ class Trainer:
         dev_loader: the dev batches.
         checkpoint_dir: where the best model is saved (``save_pretrained``).
         tokenizer: saved beside the checkpoint.
+        state_dir: where the resume state is saved (``None``: not saved).
     """
 
     def __init__(self, model: DocREModel, objective: DocREObjective, config: TrainingConfig,
                  train_set, dev_loader, evaluate_dev: Callable[[list], dict],
-                 checkpoint_dir: Path, tokenizer=None):
+                 checkpoint_dir: Path, tokenizer=None, state_dir: Path | None = None):
         self.model, self.objective, self.config = model, objective, config
         self.device = resolve_device(config.device)
         self.autocast = autocast_factory(config.precision, self.device)
@@ -95,6 +99,7 @@ class Trainer:
         self.train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
                                        num_workers=config.num_workers,
                                        pin_memory=config.pin_memory, generator=generator)
+        self.generator = generator
         self.dev_loader = dev_loader
         self.evaluate_dev = evaluate_dev
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -126,29 +131,40 @@ class Trainer:
         self.history: list[EpochRecord] = []
         self.best_f1 = -1.0
         self.best_epoch = None
+        # Resume bookkeeping (pyg_docre.training.resume).
+        self.state_dir = None if state_dir is None else Path(state_dir)
+        self._progress = Progress()
+        self._epoch_generator_state = generator.get_state()
+        self._resume_mid_epoch = False
 
     # ------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> EpochRecord:
         model, cfg = self.model, self.config
         model.train()
         self.objective.train()
-        sums: dict[str, float] = {}
-        documents, steps, start = 0, 0, time.perf_counter()
+        progress = self._begin_epoch(epoch)
+        sums: dict[str, float] = dict(progress.loss_sums)
+        documents, steps, start = progress.documents, progress.steps_done, time.perf_counter()
+        skip = progress.batches_done
         bar = tqdm(total=self.batches_per_epoch, desc=f"epoch {epoch}", unit="batch",
-                   dynamic_ncols=True, leave=False)
+                   dynamic_ncols=True, leave=False, initial=skip)
         self.optimizer.zero_grad(set_to_none=True)
         for i, data in enumerate(self.train_loader):
             if i >= self.batches_per_epoch:
                 break
+            if i < skip:        # consumed before the run was interrupted (same shuffle order)
+                continue
             data = data.to(self.device, non_blocking=cfg.pin_memory)
             with self.autocast():
                 out = model(data)
-            parts = self._step(out, data, last=(i + 1) % cfg.grad_accum == 0
-                               or i + 1 == self.batches_per_epoch)
-            steps += int((i + 1) % cfg.grad_accum == 0 or i + 1 == self.batches_per_epoch)
+            last = (i + 1) % cfg.grad_accum == 0 or i + 1 == self.batches_per_epoch
+            parts = self._step(out, data, last=last)
+            steps += int(last)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             documents += data.num_graphs
+            if last:
+                self._after_optimizer_step(i + 1, steps, documents, sums)
             elapsed = time.perf_counter() - start
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss']:.4f}", docs_per_s=f"{documents / elapsed:.2f}")
@@ -182,13 +198,55 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
         return parts
 
+    # ------------------------------------------------------------------------------------
+    # Resume state (kept apart from the step math; see pyg_docre.training.resume)
+    def _begin_epoch(self, epoch: int) -> Progress:
+        """The progress to start ``epoch`` from: restored mid-epoch, or a fresh one."""
+        if self._resume_mid_epoch and self._progress.epoch == epoch:
+            self._resume_mid_epoch = False      # the generator holds the epoch-start state
+        else:
+            self._resume_mid_epoch = False
+            self._progress = Progress(epoch=epoch, global_step=self._progress.global_step)
+            self._epoch_generator_state = self.generator.get_state()
+        return self._progress
+
+    def _after_optimizer_step(self, batches: int, steps: int, documents: int,
+                              sums: dict) -> None:
+        p = self._progress
+        p.batches_done, p.steps_done, p.documents = batches, steps, documents
+        p.loss_sums = dict(sums)
+        p.global_step += 1
+        every = self.config.save_every_steps
+        if (self.state_dir is not None and every and p.global_step % every == 0
+                and batches < self.batches_per_epoch):      # the epoch end saves anyway
+            self.save_training_state()
+
+    @property
+    def progress(self) -> Progress:
+        """Where training stands (epoch in progress, batches consumed, optimiser steps)."""
+        return self._progress
+
+    def save_training_state(self, directory: Path | None = None) -> None:
+        """Save the complete training state (default: into ``state_dir``)."""
+        save_training_state(self, directory or self.state_dir, self._progress,
+                            self._epoch_generator_state)
+
+    def load_training_state(self, directory: Path | None = None) -> None:
+        """Restore a state saved by :meth:`save_training_state`; :meth:`fit` then continues
+        from the saved epoch and batch."""
+        self._progress, generator_state = load_training_state(self, directory or self.state_dir)
+        self.generator.set_state(generator_state)
+        self._epoch_generator_state = generator_state
+        self._resume_mid_epoch = self._progress.batches_done > 0
+
+    # ------------------------------------------------------------------------------------
     def predict(self, loader) -> list[dict]:
         return predict(self.model, loader, self.device, self.id2rel, self.model.config.top_k,
                        autocast=self.autocast)
 
     def fit(self) -> list[EpochRecord]:
         """Train for ``epochs``, evaluate on dev after each, keep the best (dev F1) checkpoint."""
-        for epoch in range(1, self.config.epochs + 1):
+        for epoch in range(self._progress.epoch, self.config.epochs + 1):
             record = self.train_epoch(epoch)
             start = time.perf_counter()
             record.dev = self.evaluate_dev(self.predict(self.dev_loader))
@@ -203,6 +261,10 @@ class Trainer:
                      epoch, self.config.epochs, losses, record.train_seconds,
                      record.train_documents / max(record.train_seconds, 1e-9), record.dev["f1"],
                      _fmt(record.dev.get("ign_f1")), " (best, saved)" if improved else "")
+            self._progress = Progress(epoch=epoch + 1, global_step=self._progress.global_step)
+            self._epoch_generator_state = self.generator.get_state()
+            if self.state_dir is not None:
+                self.save_training_state()
         return self.history
 
 

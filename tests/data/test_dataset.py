@@ -92,3 +92,29 @@ def test_malformed_file_is_reported_and_nothing_cached(tmp_path, dev_docs, token
     with pytest.raises(DocREDFormatError, match=r"broken\.json: document 2 .*labels\[0\]\.t"):
         DocREDDataset(path, tokenizer, rel2id, cache_dir=cache)
     assert not cache.exists() or not any(cache.iterdir())
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "truncated", "wrong content"])
+def test_damaged_cache_is_named_discarded_and_rebuilt(small_file, tmp_path, tokenizer, rel2id,
+                                                      caplog, damage):
+    cache = tmp_path / "cache"
+    first = DocREDDataset(small_file, tokenizer, rel2id, cache_dir=cache)
+    (cache_file,) = cache.iterdir()
+    data = cache_file.read_bytes()
+    if damage == "garbage":
+        cache_file.write_bytes(b"\x00garbage" * 100)
+    elif damage == "empty":
+        cache_file.write_bytes(b"")
+    elif damage == "truncated":
+        cache_file.write_bytes(data[: len(data) // 2])
+    else:
+        torch.save([{"x": torch.zeros(1)}], cache_file)
+    with caplog.at_level("WARNING", logger="pyg_docre"):
+        second = DocREDDataset(small_file, tokenizer, rel2id, cache_dir=cache)
+    assert cache_file.name in caplog.text and "damaged" in caplog.text
+    for a, b in zip(first, second):
+        _same_graph(a, b)
+    # The rebuilt cache is complete again and used silently.
+    caplog.clear()
+    DocREDDataset(small_file, tokenizer, rel2id, cache_dir=cache)
+    assert "damaged" not in caplog.text

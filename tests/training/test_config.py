@@ -63,3 +63,41 @@ def test_overrides():
         apply_overrides({}, ["training.epochs"])
     with pytest.raises(ConfigError, match="unknown config key 'training.epoch'"):
         config_from_dict(apply_overrides({**BASE}, ["training.epoch=3"]))
+
+
+def test_override_ranges_are_not_read_as_base_60():
+    values = apply_overrides({}, ["data.train.docs=10:20", "data.dev.docs=4:",
+                                  "training.lr_new=1.0e-4", "data.test.docs=[1, 2]"])
+    assert values["data"]["train"]["docs"] == "10:20"
+    assert values["data"]["dev"]["docs"] == "4:"
+    assert values["data"]["test"]["docs"] == [1, 2]
+    assert values["training"]["lr_new"] == pytest.approx(1e-4)
+
+
+def test_config_file_ranges_are_not_read_as_base_60(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {train: {file: a, docs: 10:20}, dev: {file: b}}\n")
+    assert load_config(path).data.train.docs == "10:20"
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("lr_encoder", -1e-5, "training.lr_encoder: must be a positive"),
+    ("lr_new", 0.0, "training.lr_new: must be a positive"),
+    ("lr_discriminator", float("nan"), "training.lr_discriminator"),
+    ("eval_batch_size", 0, "training.eval_batch_size: must be >= 1"),
+    ("max_steps_per_epoch", 0, "training.max_steps_per_epoch: must be >= 1"),
+    ("save_every_steps", 0, "training.save_every_steps: must be >= 1"),
+    ("warmup_ratio", 1.5, "training.warmup_ratio"),
+])
+def test_non_positive_training_values_are_errors(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**BASE, "training": {key: value}})
+
+
+def test_document_ranges_beyond_the_file_are_errors_not_clamped():
+    from pyg_docre.data import parse_doc_range
+    with pytest.raises(ValueError, match="99999 is outside 0..6"):
+        parse_doc_range("0:99999", 6)
+    assert parse_doc_range("0:6", 6) == list(range(6))
+    with pytest.raises(ValueError, match="list must hold"):
+        parse_doc_range([0, "1"], 6)
