@@ -69,6 +69,11 @@ class DocREModel(nn.Module):
             (node reconstruction, distilled layers).
         rel2id: relation P-id -> class id (``"Na"`` = 0).
         encoder: a Hugging Face ``PreTrainedModel``; by default loaded from ``config.encoder``.
+
+    Attributes:
+        rel_info: optional relation P-id -> human-readable name (``rel_info.json``), saved in and
+            restored from ``config.json`` so that a saved model can name its relations
+            (``None`` when unknown; :class:`pyg_docre.RelationExtractor` then shows P-ids).
     """
 
     def __init__(self, config: ModelConfig, objectives: ObjectivesConfig, rel2id: dict[str, int],
@@ -77,6 +82,7 @@ class DocREModel(nn.Module):
         self.config = config
         self.objectives = objectives
         self.rel2id = dict(rel2id)
+        self.rel_info: Optional[dict[str, str]] = None
         if encoder is None:
             from transformers import AutoModel
             encoder = AutoModel.from_pretrained(resolve_pretrained(config.encoder),
@@ -185,6 +191,8 @@ class DocREModel(nn.Module):
             "rel2id": self.rel2id,
             "encoder_config": self.encoder.model.config.to_dict(),
         }
+        if self.rel_info is not None:
+            meta["rel_info"] = dict(self.rel_info)
         weights_tmp = directory / f".{WEIGHTS_NAME}.tmp"
         save_model(self, str(weights_tmp))
         weights_tmp.replace(directory / WEIGHTS_NAME)
@@ -210,6 +218,7 @@ class DocREModel(nn.Module):
         encoder = AutoModel.from_config(encoder_config, attn_implementation="eager")
         model = cls(ModelConfig(**meta["model"]), ObjectivesConfig(**meta["objectives"]),
                     meta["rel2id"], encoder=encoder)
+        model.rel_info = meta.get("rel_info")
         load_model(model, str(directory / WEIGHTS_NAME), device=str(map_location))
         return model
 
