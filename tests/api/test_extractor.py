@@ -145,3 +145,17 @@ def test_predict_text_with_a_pluggable_ner_backend(extractor):
                                                                 ("Paris", "France")]
     france = next(r for r in rels if r["h_name"] == "France")
     assert france["h_mentions"] == [[24, 30], [68, 74]]       # one entity, by coreference
+
+
+def test_evaluation_predict_shows_progress(extractor, test_docs, capsys):
+    from torch_geometric.loader import DataLoader
+
+    from pyg_docre.training.evaluation import predict
+
+    loader = DataLoader(DocREDDataset(test_docs[:2], extractor.tokenizer,
+                                      extractor.model.rel2id), batch_size=1)
+    args = (extractor.model, loader, extractor.device, extractor.id2rel, 4)
+    quiet = predict(*args, progress=False)
+    assert "predicting" not in capsys.readouterr().err
+    assert predict(*args, progress=True) == quiet
+    assert "predicting" in capsys.readouterr().err
