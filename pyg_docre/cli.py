@@ -308,7 +308,6 @@ def _run_train(args: argparse.Namespace) -> int:
     import yaml
 
     if args.list_configs:
-        from .config import load_config
         for name in list_configs():
             first = ""
             try:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from os import PathLike
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 

@@ -233,12 +233,14 @@ def text_to_document(text: str, entities: Sequence[Mapping], *, title: str = "te
     """
     if not isinstance(text, str):
         raise TextFormatError(f"text: expected a string, got {type(text).__name__}")
+    if not text.strip():
+        raise TextFormatError("text: empty (nothing but whitespace)")
     spans = [[_trim(text, s, e) for s, e in ent] for ent in _check_entities(text, entities)]
     edges = sorted({x for ent in spans for span in ent for x in span})
 
     # Sentences (they cover every non-space character); merge neighbours that a mention
     # straddles.
-    sentences = split_sentences(text) or [(0, len(text))]
+    sentences = split_sentences(text)
     merged: list[list[int]] = []
     for s, e in sentences:
         if merged and any(ms < merged[-1][1] and me > s for ent in spans for ms, me in ent):
@@ -278,11 +280,9 @@ def text_to_document(text: str, entities: Sequence[Mapping], *, title: str = "te
             mentions.append({"name": text[ms:me], "pos": [w1, w2 + 1], "sent_id": s1,
                              "type": etype})
         vertex_set.append(mentions)
-    doc = {"title": title,
-           "sents": [[text[a:b] for a, b in words] for words in sents_words if words],
+    # Every sentence holds a word: it spans non-space text, and any non-space character is one.
+    doc = {"title": title, "sents": [[text[a:b] for a, b in words] for words in sents_words],
            "vertexSet": vertex_set}
-    if len(doc["sents"]) != len(sents_words):   # a sentence with no word (punctuation-free?)
-        raise TextFormatError("text: a sentence holds no word")   # pragma: no cover
     char_spans = [[[s, e] for s, e in ent] for ent in spans]
     return doc, char_spans
 

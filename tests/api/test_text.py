@@ -88,6 +88,13 @@ def test_bad_entities_name_the_field(entities, message):
         text_to_document("Hi  there.", entities)
 
 
+def test_empty_text_and_no_entities():
+    with pytest.raises(TextFormatError, match="text: empty"):
+        text_to_document(" \n ", [])
+    doc, spans = text_to_document("No entity here.", [])
+    assert doc["sents"] == [["No", "entity", "here", "."]] and doc["vertexSet"] == [] == spans
+
+
 def test_fake_ner_backend_and_default_coreference():
     text = "Acme hired Bob. Later, acme fired Bob and the Acme board met."
 
