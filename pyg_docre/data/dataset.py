@@ -17,9 +17,10 @@ from typing import Mapping, Sequence
 
 import torch
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from ..io import atomic_write
-from .docred import load_docred
+from .docred import load_docred, validate_documents
 from .hdg import BUILDER_VERSION, PAIR_EDGE_TYPE, DocumentGraph, build_hdg
 
 __all__ = ["DocREDDataset", "tokenizer_fingerprint", "parse_doc_range"]
@@ -87,10 +88,11 @@ def parse_doc_range(spec: str | Sequence[int] | None, num_docs: int) -> list[int
 
 
 class DocREDDataset(Dataset):
-    """The HDGs of a DocRED-format file (optionally a range of its documents).
+    """The HDGs of a DocRED-format file or of documents in memory (optionally a range of them).
 
     Args:
-        path: the DocRED-format JSON file.
+        path: the DocRED-format JSON file, or the documents themselves (a list of DocRED dicts,
+            validated like a file's; errors name the document index and field).
         tokenizer: the encoder's fast tokenizer.
         rel2id: relation P-id -> class id.
         cache_dir: where to cache the built graphs (``None``: no cache).
@@ -98,17 +100,41 @@ class DocREDDataset(Dataset):
             The cache always holds the whole file, so ranges of one file share it.
         unique_titles: whether repeated titles are an error (they are for files that get
             scored or predicted, since ``result.json`` keys documents by title).
+        progress: show a progress bar (tqdm, on stderr) while graphs are built; ``None`` (default)
+            shows it only when stderr is a terminal.
 
     Items are :class:`~pyg_docre.data.hdg.DocumentGraph` objects; batch them with
     ``torch_geometric.loader.DataLoader``. ``dataset.documents`` holds the raw documents of the
-    selected range (for the scorer and for writing predictions).
+    selected range (for the scorer and for writing predictions); ``dataset.path`` is ``None``
+    for documents given in memory.
+
+    Example:
+        >>> doc = {"title": "T", "sents": [["Paris", "is", "in", "France", "."]],
+        ...        "vertexSet": [[{"name": "Paris", "pos": [0, 1], "sent_id": 0, "type": "LOC"}],
+        ...                      [{"name": "France", "pos": [3, 4], "sent_id": 0, "type": "LOC"}]]}
+        >>> dataset = DocREDDataset([doc], tokenizer, rel2id)   # doctest: +SKIP
+        >>> len(dataset)                                        # doctest: +SKIP
+        1
     """
 
-    def __init__(self, path: str | PathLike, tokenizer, rel2id: Mapping[str, int], *,
-                 cache_dir: str | PathLike | None = None,
-                 docs: str | Sequence[int] | None = None, unique_titles: bool = True):
-        self.path = Path(path)
-        all_docs = load_docred(self.path, rel2id=rel2id, unique_titles=unique_titles)
+    def __init__(self, path: str | PathLike | Sequence[Mapping], tokenizer,
+                 rel2id: Mapping[str, int], *, cache_dir: str | PathLike | None = None,
+                 docs: str | Sequence[int] | None = None, unique_titles: bool = True,
+                 progress: bool | None = None):
+        self.progress = progress
+        if isinstance(path, (str, PathLike)):
+            self.path, self._memory_docs = Path(path), None
+            all_docs = load_docred(self.path, rel2id=rel2id, unique_titles=unique_titles)
+        elif isinstance(path, (list, tuple)):
+            self.path = None
+            all_docs = self._memory_docs = list(path)
+            validate_documents(all_docs, rel2id=rel2id, unique_titles=unique_titles)
+        else:
+            raise TypeError(
+                f"DocREDDataset: expected a path to a DocRED JSON file or a list of DocRED "
+                f"documents (dicts), got {type(path).__name__}"
+                + (" (wrap a single document in a list: [doc])" if isinstance(path, Mapping)
+                   else ""))
         self.indices = parse_doc_range(docs, len(all_docs))
         self.documents = [all_docs[i] for i in self.indices]
         graphs = self._load_or_build(all_docs, tokenizer, rel2id, cache_dir)
@@ -122,21 +148,30 @@ class DocREDDataset(Dataset):
 
     def cache_key(self, tokenizer, rel2id: Mapping[str, int]) -> str:
         h = hashlib.sha256()
-        for part in (_file_sha256(self.path), tokenizer_fingerprint(tokenizer),
+        content = (_file_sha256(self.path) if self.path is not None else hashlib.sha256(
+            json.dumps(self._memory_docs, sort_keys=True).encode()).hexdigest())
+        for part in (content, tokenizer_fingerprint(tokenizer),
                      json.dumps(dict(rel2id), sort_keys=True), str(BUILDER_VERSION)):
             h.update(part.encode())
             h.update(b"\0")
         return h.hexdigest()[:24]
 
+    def _build(self, all_docs, tokenizer, rel2id) -> list[DocumentGraph]:
+        name = self.path.name if self.path is not None else "documents"
+        bar = tqdm(all_docs, desc=f"building graphs ({name})", unit="doc", leave=False,
+                   disable=None if self.progress is None else not self.progress)
+        return [build_hdg(d, tokenizer, rel2id, validate=False) for d in bar]
+
     def _load_or_build(self, all_docs, tokenizer, rel2id, cache_dir) -> list[DocumentGraph]:
         if cache_dir is None:
-            return [build_hdg(d, tokenizer, rel2id, validate=False) for d in all_docs]
-        cache_file = Path(cache_dir) / f"{self.path.stem}-{self.cache_key(tokenizer, rel2id)}.pt"
+            return self._build(all_docs, tokenizer, rel2id)
+        stem = self.path.stem if self.path is not None else "documents"
+        cache_file = Path(cache_dir) / f"{stem}-{self.cache_key(tokenizer, rel2id)}.pt"
         if cache_file.exists():
             graphs = _read_cache(cache_file, len(all_docs))
             if graphs is not None:
                 return graphs
-        graphs = [build_hdg(d, tokenizer, rel2id, validate=False) for d in all_docs]
+        graphs = self._build(all_docs, tokenizer, rel2id)
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         plain = [_to_plain(g) for g in graphs]
         atomic_write(cache_file, lambda f: torch.save(plain, f), binary=True)

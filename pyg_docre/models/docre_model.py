@@ -70,6 +70,11 @@ class DocREModel(nn.Module):
             (node reconstruction, distilled layers).
         rel2id: relation P-id -> class id (``"Na"`` = 0).
         encoder: a Hugging Face ``PreTrainedModel``; by default loaded from ``config.encoder``.
+
+    Attributes:
+        rel_info: optional relation P-id -> human-readable name (``rel_info.json``), saved in and
+            restored from ``config.json`` so that a saved model can name its relations
+            (``None`` when unknown; :class:`pyg_docre.RelationExtractor` then shows P-ids).
     """
 
     def __init__(self, config: ModelConfig, objectives: ObjectivesConfig, rel2id: dict[str, int],
@@ -78,6 +83,7 @@ class DocREModel(nn.Module):
         self.config = config
         self.objectives = objectives
         self.rel2id = dict(rel2id)
+        self.rel_info: Optional[dict[str, str]] = None
         if encoder is None:
             from transformers import AutoModel
             encoder = AutoModel.from_pretrained(resolve_pretrained(config.encoder))
@@ -193,6 +199,8 @@ class DocREModel(nn.Module):
             "rel2id": self.rel2id,
             "encoder_config": self.encoder.model.config.to_dict(),
         }
+        if self.rel_info is not None:
+            meta["rel_info"] = dict(self.rel_info)
 
         def write(tmp: Path) -> None:
             save_model(self, str(tmp / WEIGHTS_NAME))
@@ -227,6 +235,7 @@ class DocREModel(nn.Module):
             raise CheckpointError(f"{config_file}: cannot build the model ({err})") from None
         model.to(torch.device(map_location))
         load_weights(model, directory)
+        model.rel_info = meta.get("rel_info")
         return model
 
     @staticmethod

@@ -5,6 +5,7 @@ import contextlib
 from typing import Iterable
 
 import torch
+from tqdm.auto import tqdm
 
 from pyg_docre.data import PAIR_EDGE_TYPE, node_ptr
 from pyg_docre.nn.losses import predict_relations
@@ -30,13 +31,18 @@ def decode_predictions(logits: torch.Tensor, data, id2rel: list[str], top_k: int
 
 @torch.no_grad()
 def predict(model, loader: Iterable, device: torch.device, id2rel: list[str], top_k: int,
-            autocast=contextlib.nullcontext) -> list[dict]:
-    """Run ``model`` over every batch of ``loader`` and collect the official predictions."""
+            autocast=contextlib.nullcontext, progress: bool | None = None,
+            desc: str = "predicting") -> list[dict]:
+    """Run ``model`` over every batch of ``loader`` and collect the official predictions.
+
+    ``progress`` shows a tqdm bar on stderr (``None``: only when stderr is a terminal).
+    """
     was_training = model.training
     model.eval()
     results = []
     try:
-        for data in loader:
+        for data in tqdm(loader, desc=desc, unit="batch", leave=False,
+                         disable=None if progress is None else not progress):
             data = data.to(device)
             with autocast():
                 out = model(data)

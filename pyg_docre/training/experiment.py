@@ -29,12 +29,14 @@ import yaml
 from torch_geometric.loader import DataLoader
 
 from pyg_docre.config import ExperimentConfig, SplitConfig
-from pyg_docre.data import DocREDDataset, load_docred, load_rel2id, parse_doc_range
+from pyg_docre.data import (DocREDDataset, load_docred, load_rel2id, load_rel_info,
+                            parse_doc_range)
 from pyg_docre.io import atomic_write_text
 from pyg_docre.metrics import SCORE_KEYS, DocREDScorer, write_result
 from pyg_docre.models.docre_model import DocREModel
 from pyg_docre.pretrained import load_tokenizer
 
+from .metadata import run_environment
 from .objective import DocREObjective
 from .resume import has_training_state
 from .run_folder import RunFolderError, prepare_run_folder, write_run_state
@@ -56,6 +58,9 @@ def _setup_logging(output_dir: Path) -> logging.Handler:
                for h in root.handlers):
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter("%(message)s"))
+        # Records logged with extra={"console": False} (the final results table, which the
+        # caller prints once on stdout) go to train.log only.
+        console.addFilter(lambda record: getattr(record, "console", True))
         root.addHandler(console)
     return handler
 
@@ -150,6 +155,10 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
         loaders["test"] = DataLoader(test_set, batch_size=eval_bs)
 
     model = DocREModel(config.model, config.objectives, rel2id)
+    rel_info_path = (None if data_cfg.rel_info is None
+                     else data_cfg.resolve(data_cfg.rel_info, base_dir))
+    if rel_info_path is not None and rel_info_path.is_file():
+        model.rel_info = load_rel_info(rel_info_path)   # saved with the checkpoint
     objective = DocREObjective(config.objectives, model.channels, model.distill_layers)
     log.info("model: %s, %.1fM parameters (%.1fM new)", config.model.encoder,
              sum(p.numel() for p in model.parameters()) / 1e6,
@@ -171,7 +180,8 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
 
     best = DocREModel.from_pretrained(checkpoint, map_location=trainer.device)
     trainer.model = best
-    metrics: dict = {"name": config.name, "command": command, "best_epoch": trainer.best_epoch}
+    metrics: dict = {"name": config.name, "command": command, "best_epoch": trainer.best_epoch,
+                     "environment": run_environment(trainer.device, config.training.seed)}
     for split, loader in loaders.items():
         predictions = trainer.predict(loader)
         write_result(predictions, output_dir / f"result_{split}.json")
@@ -184,5 +194,6 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
                                              / max(train_docs, 1))
     metrics["wall_seconds"] = time.perf_counter() - wall_start
     atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
-    log.info("best epoch %s\n%s", trainer.best_epoch, format_results_table(metrics))
+    log.info("best epoch %s", trainer.best_epoch)
+    log.info("results\n%s", format_results_table(metrics), extra={"console": False})
     return metrics

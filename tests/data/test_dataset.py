@@ -118,3 +118,37 @@ def test_damaged_cache_is_named_discarded_and_rebuilt(small_file, tmp_path, toke
     caplog.clear()
     DocREDDataset(small_file, tokenizer, rel2id, cache_dir=cache)
     assert "damaged" not in caplog.text
+
+
+def test_documents_in_memory_equal_the_file(small_file, dev_docs, tokenizer, rel2id, tmp_path):
+    from_file = DocREDDataset(small_file, tokenizer, rel2id)
+    in_memory = DocREDDataset(dev_docs[:6], tokenizer, rel2id, docs="1:4")
+    assert in_memory.path is None and in_memory.indices == [1, 2, 3]
+    assert [d["title"] for d in in_memory.documents] == [d["title"] for d in dev_docs[1:4]]
+    for a, b in zip(list(from_file)[1:4], in_memory):
+        _same_graph(a, b)
+    # cached under a key of the documents' content
+    cache = tmp_path / "cache"
+    first = DocREDDataset(dev_docs[:2], tokenizer, rel2id, cache_dir=cache)
+    other = DocREDDataset(dev_docs[2:4], tokenizer, rel2id, cache_dir=cache)
+    assert len(list(cache.iterdir())) == 2
+    assert first.cache_key(tokenizer, rel2id) != other.cache_key(tokenizer, rel2id)
+
+
+def test_documents_in_memory_are_validated_and_other_types_rejected(dev_docs, tokenizer,
+                                                                     rel2id):
+    bad = json.loads(json.dumps(dev_docs[:2]))
+    bad[1]["vertexSet"][0][0]["sent_id"] = 99
+    with pytest.raises(DocREDFormatError, match=r"document 1 .*vertexSet\[0\]\[0\]\.sent_id"):
+        DocREDDataset(bad, tokenizer, rel2id)
+    with pytest.raises(TypeError, match=r"wrap a single document in a list"):
+        DocREDDataset(dev_docs[0], tokenizer, rel2id)
+    with pytest.raises(TypeError, match=r"got int"):
+        DocREDDataset(3, tokenizer, rel2id)
+
+
+def test_graph_building_shows_progress(dev_docs, tokenizer, rel2id, capsys):
+    DocREDDataset(dev_docs[:2], tokenizer, rel2id, progress=True)
+    assert "building graphs" in capsys.readouterr().err
+    DocREDDataset(dev_docs[:2], tokenizer, rel2id, progress=False)
+    assert "building graphs" not in capsys.readouterr().err

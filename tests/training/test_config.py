@@ -5,7 +5,7 @@ import pytest
 
 from pyg_docre.config import ConfigError, apply_overrides, config_from_dict, load_config
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "experiments" / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "pyg_docre" / "configs"
 BASE = {"data": {"train": {"file": "a.json"}, "dev": {"file": "b.json"}}}
 
 

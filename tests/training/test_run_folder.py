@@ -15,7 +15,7 @@ from pyg_docre.training.run_folder import read_run_state
 from pyg_docre.training.validation import validate_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
-SMOKE = ROOT / "experiments" / "configs" / "smoke.yaml"
+SMOKE = ROOT / "pyg_docre" / "configs" / "smoke.yaml"
 
 
 def _config(*overrides):

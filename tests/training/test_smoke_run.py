@@ -1,4 +1,5 @@
-"""`experiments/run.py --config smoke` end to end, and its outputs checked independently."""
+"""`pyg-docre train --config smoke` end to end (the session's `smoke_run` fixture, conftest.py),
+and its outputs checked independently; `experiments/run.py` is the same command."""
 import json
 import subprocess
 import sys
@@ -17,20 +18,57 @@ def _run(*args, **kwargs):
                           timeout=900, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke")
-    proc = _run("experiments/run.py", "--config", "smoke", "--output", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, proc
-
-
 def test_outputs_exist(smoke_run):
     out, proc = smoke_run
     for name in ("config.yaml", "metrics.json", "result_dev.json", "result_test.json",
                  "train.log", "checkpoint/config.json", "checkpoint/model.safetensors"):
         assert (out / name).exists(), name
-    assert "| test |" in proc.stdout
+    # the results table: once on stdout, once in train.log, not repeated on the console log
+    assert proc.stdout.count("| test |") == 1
+    assert "| test |" not in proc.stderr
+    assert (out / "train.log").read_text().count("| test |") == 1
+
+
+def test_metrics_record_the_environment(smoke_run):
+    import platform
+    import subprocess
+
+    import torch
+
+    import pyg_docre
+
+    out, _ = smoke_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    env = metrics["environment"]
+    assert env["versions"]["python"] == platform.python_version()
+    assert env["versions"]["torch"] == torch.__version__
+    assert env["versions"]["pyg_docre"] == pyg_docre.__version__
+    assert set(env["versions"]) == {"python", "torch", "torch_geometric", "transformers",
+                                    "pyg_docre"}
+    assert env["device"] == "cpu" and env["seed"] == 66 and env["world_size"] == 1
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True)
+    if head.returncode == 0:
+        assert env["git_commit"].split("-")[0] == head.stdout.strip()
+    assert metrics["command"].startswith("python -m pyg_docre train --config smoke")
+
+
+def test_checkpoint_names_its_relations(smoke_run, rel2id_path):
+    out, _ = smoke_run
+    meta = json.loads((out / "checkpoint" / "config.json").read_text())
+    rel_info = json.loads((rel2id_path.parent / "rel_info.json").read_text())
+    assert meta["rel_info"] == rel_info and meta["rel_info"]["P17"] == "country"
+
+
+def test_run_py_is_the_train_command(tmp_path):
+    """experiments/run.py forwards to `pyg-docre train` (checked without training)."""
+    proc = _run("experiments/run.py", "--config", "experiments/configs/smoke.yaml",
+                "--dry-run", "--set", "training.epochs=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import yaml
+    resolved = yaml.safe_load(proc.stdout)
+    assert resolved["name"] == "smoke" and resolved["training"]["epochs"] == 3
+    assert "dry run ok" in proc.stderr
 
 
 def test_metrics_equal_an_independent_rescoring(smoke_run, redocred_dev_path, redocred_test_path):

@@ -1,0 +1,61 @@
+"""What a run records about where it ran: git commit, library versions, device, seed, world size.
+
+Stored under ``"environment"`` in ``metrics.json`` so that a number in a results table can be
+traced to the code and the software that produced it.
+"""
+from __future__ import annotations
+
+import platform
+import subprocess
+from os import PathLike
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["git_commit", "library_versions", "run_environment"]
+
+
+def git_commit(directory: str | PathLike | None = None) -> Optional[str]:
+    """The commit checked out in ``directory`` (default: this package's folder), with a
+    ``-dirty`` suffix when tracked files are modified; ``None`` outside a git checkout or
+    without ``git``."""
+    cwd = Path(directory) if directory is not None else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = commit.stdout.strip()
+    return sha + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+def library_versions() -> dict[str, Optional[str]]:
+    """Versions of Python and of the libraries a result depends on (``None``: not installed)."""
+    import importlib
+
+    import pyg_docre
+
+    versions: dict[str, Optional[str]] = {"python": platform.python_version()}
+    for name in ("torch", "torch_geometric", "transformers"):
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except ImportError:
+            versions[name] = None
+    versions["pyg_docre"] = pyg_docre.__version__
+    return versions
+
+
+def run_environment(device, seed: int, *, world_size: int = 1,
+                    directory: str | PathLike | None = None) -> dict:
+    """The ``environment`` record of ``metrics.json``.
+
+    Example:
+        >>> env = run_environment("cpu", 66)
+        >>> sorted(env)
+        ['device', 'git_commit', 'seed', 'versions', 'world_size']
+    """
+    return {"git_commit": git_commit(directory), "versions": library_versions(),
+            "device": str(device), "seed": int(seed), "world_size": int(world_size)}
