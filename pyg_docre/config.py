@@ -145,8 +145,11 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     precision: str = "fp32"                 # "fp32" | "bf16" | "fp16" (fp16 on CUDA only)
     device: str = "auto"                    # "auto" | "cpu" | "cuda" | "cuda:1" ...
-    num_workers: int = 0
-    pin_memory: bool = False
+    #: DataLoader worker processes for the training batches; None: 2 on CUDA (collation
+    #: overlaps the GPU step), 0 on the CPU (workers would take the cores the model uses).
+    num_workers: Optional[int] = None
+    #: Pinned host memory for the batches (used on CUDA only).
+    pin_memory: bool = True
     seed: int = 66
     #: Stop each epoch after this many optimiser steps (None: the whole epoch); for smoke runs.
     max_steps_per_epoch: Optional[int] = None
@@ -196,7 +199,7 @@ class ExperimentConfig:
                 raise ConfigError(f"training.{key}: must be >= 0, got {getattr(t, key)}")
         if not 0.0 <= t.warmup_ratio <= 1.0:
             raise ConfigError(f"training.warmup_ratio: must be in [0, 1], got {t.warmup_ratio}")
-        if t.num_workers < 0:
+        if t.num_workers is not None and t.num_workers < 0:
             raise ConfigError(f"training.num_workers: must be >= 0, got {t.num_workers}")
         if not 0.0 < self.objectives.mask_ratio <= 1.0:
             raise ConfigError(f"objectives.mask_ratio: must be in (0, 1], got "

@@ -15,6 +15,9 @@ Output folder::
     result_dev.json     official-format predictions of the best checkpoint on dev
     result_test.json    ... and on test (when the config has a test split)
     metrics.json        dev and test scores in percent, per-epoch history, wall time
+
+Under ``torchrun`` every process runs this function; rank 0 alone decides on the output folder
+and writes every file, the others train their shards and wait for it where a file must exist.
 """
 from __future__ import annotations
 
@@ -36,11 +39,12 @@ from pyg_docre.metrics import SCORE_KEYS, DocREDScorer, write_result
 from pyg_docre.models.docre_model import DocREModel
 from pyg_docre.pretrained import load_tokenizer
 
+from . import distributed
 from .metadata import run_environment
 from .objective import DocREObjective
 from .resume import has_training_state
 from .run_folder import RunFolderError, prepare_run_folder, write_run_state
-from .trainer import Trainer, set_seed
+from .trainer import Trainer, resolve_device, set_seed
 from .validation import validate_runtime
 
 __all__ = ["run_experiment", "format_results_table", "RunFolderError"]
@@ -48,11 +52,16 @@ __all__ = ["run_experiment", "format_results_table", "RunFolderError"]
 log = logging.getLogger("pyg_docre.train")
 
 
-def _setup_logging(output_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(output_dir / "train.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+def _setup_logging(output_dir: Path, main: bool = True) -> logging.Handler:
+    """train.log and the console (rank 0); other processes log warnings to the console only."""
     root = logging.getLogger("pyg_docre")
-    root.setLevel(logging.INFO)
+    if main:
+        handler: logging.Handler = logging.FileHandler(output_dir / "train.log", encoding="utf-8")
+        root.setLevel(logging.INFO)
+    else:
+        handler = logging.NullHandler()
+        root.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
                for h in root.handlers):
@@ -101,31 +110,60 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, *,
     base_dir = Path(base_dir)
     output_dir = Path(output_dir)
     validate_runtime(config, base_dir)
-    mode = prepare_run_folder(output_dir, config.to_dict(), resume=resume, overwrite=overwrite)
+    ctx, device = distributed.setup(resolve_device(config.training.device))
+    try:
+        return _run_in_folder(config, output_dir, base_dir, command, resume, overwrite, ctx,
+                              device)
+    finally:
+        distributed.teardown()
+
+
+def _run_in_folder(config: ExperimentConfig, output_dir: Path, base_dir: Path,
+                   command: str | None, resume: bool, overwrite: bool,
+                   ctx: distributed.DistributedContext, device) -> dict:
+    """Apply the output-folder policy (rank 0 decides, all follow), then run."""
+    decision: tuple[str, str] | None = None
+    if ctx.is_main:
+        try:
+            decision = ("ok", prepare_run_folder(output_dir, config.to_dict(), resume=resume,
+                                                 overwrite=overwrite))
+        except RunFolderError as err:
+            decision = ("error", str(err))
+    status, mode = distributed.broadcast_object(decision)
+    if status == "error":
+        raise RunFolderError(mode)
     if mode == "complete":
         metrics = json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
         return {**metrics, "already_complete": True}
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_run_state(output_dir, "running", command=command, resumed=mode == "resume")
-    handler = _setup_logging(output_dir)
+    if ctx.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_run_state(output_dir, "running", command=command, resumed=mode == "resume",
+                        world_size=ctx.world_size)
+    distributed.barrier()
+    handler = _setup_logging(output_dir, main=ctx.is_main)
     try:
-        metrics = _run(config, output_dir, base_dir, command, resume=mode == "resume")
+        metrics = _run(config, output_dir, base_dir, command, resume=mode == "resume",
+                       ctx=ctx, device=device)
     except BaseException as err:
-        write_run_state(output_dir, "failed", error=f"{type(err).__name__}: {err}"[:2000])
+        if ctx.is_main:
+            write_run_state(output_dir, "failed", error=f"{type(err).__name__}: {err}"[:2000])
         raise
     finally:
         logging.getLogger("pyg_docre").removeHandler(handler)
         handler.close()
-    write_run_state(output_dir, "complete")
+    if ctx.is_main:
+        write_run_state(output_dir, "complete")
     return metrics
 
 
 def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: str | None, *,
-         resume: bool) -> dict:
+         resume: bool, ctx: distributed.DistributedContext | None = None, device=None) -> dict:
     """The experiment itself, in a prepared output folder."""
+    ctx = ctx or distributed.DistributedContext()
     wall_start = time.perf_counter()
-    atomic_write_text(output_dir / "config.yaml",
-                      yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if ctx.is_main:
+        atomic_write_text(output_dir / "config.yaml",
+                          yaml.safe_dump(config.to_dict(), sort_keys=False))
     set_seed(config.training.seed)
     data_cfg = config.data
     rel2id = load_rel2id(data_cfg.resolve(data_cfg.rel2id, base_dir))
@@ -150,9 +188,10 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
         log.info("the test split has no labels (e.g. DocRED's test.json, scored on "
                  "CodaLab): result_test.json is written, no test scores")
     eval_bs = config.training.eval_batch_size
-    loaders = {"dev": DataLoader(dev_set, batch_size=eval_bs)}
+    # Under DDP each process predicts its shard; Trainer.predict gathers the predictions.
+    loaders = {"dev": DataLoader(distributed.shard(dev_set, ctx), batch_size=eval_bs)}
     if test_set is not None:
-        loaders["test"] = DataLoader(test_set, batch_size=eval_bs)
+        loaders["test"] = DataLoader(distributed.shard(test_set, ctx), batch_size=eval_bs)
 
     model = DocREModel(config.model, config.objectives, rel2id)
     rel_info_path = (None if data_cfg.rel_info is None
@@ -166,7 +205,8 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
     checkpoint = output_dir / "checkpoint"
     trainer = Trainer(model, objective, config.training, train_set, loaders["dev"],
                       lambda preds: scorers["dev"].score(preds).to_dict(percent=True),
-                      checkpoint, tokenizer=tokenizer, state_dir=output_dir / "resume")
+                      checkpoint, tokenizer=tokenizer, state_dir=output_dir / "resume",
+                      distributed=ctx, device=device)
     if resume and has_training_state(output_dir / "resume"):
         trainer.load_training_state()
         log.info("resuming %s from epoch %d, %d batches in (%d optimiser steps done)",
@@ -181,10 +221,12 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
     best = DocREModel.from_pretrained(checkpoint, map_location=trainer.device)
     trainer.model = best
     metrics: dict = {"name": config.name, "command": command, "best_epoch": trainer.best_epoch,
-                     "environment": run_environment(trainer.device, config.training.seed)}
+                     "environment": run_environment(trainer.device, config.training.seed,
+                                                    world_size=ctx.world_size)}
     for split, loader in loaders.items():
         predictions = trainer.predict(loader)
-        write_result(predictions, output_dir / f"result_{split}.json")
+        if ctx.is_main:
+            write_result(predictions, output_dir / f"result_{split}.json")
         if split in scorers:
             metrics[split] = scorers[split].score(predictions).to_dict(percent=True)
     train_docs = sum(r.train_documents for r in history)
@@ -193,7 +235,8 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
     metrics["seconds_per_train_document"] = (sum(r.train_seconds for r in history)
                                              / max(train_docs, 1))
     metrics["wall_seconds"] = time.perf_counter() - wall_start
-    atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    if ctx.is_main:
+        atomic_write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     log.info("best epoch %s", trainer.best_epoch)
     log.info("results\n%s", format_results_table(metrics), extra={"console": False})
     return metrics

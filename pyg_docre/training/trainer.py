@@ -2,7 +2,12 @@
 clipping and accumulation, optional mixed precision, per-epoch dev evaluation and best-checkpoint
 selection on dev F1. With a ``state_dir`` the complete training state is saved there at every
 epoch end and every ``save_every_steps`` optimiser steps, and :meth:`Trainer.load_training_state`
-continues a run exactly where it was saved (see :mod:`pyg_docre.training.resume`)."""
+continues a run exactly where it was saved (see :mod:`pyg_docre.training.resume`).
+
+Under ``torchrun`` (a :class:`~pyg_docre.training.distributed.DistributedContext` with several
+processes) the model runs in ``DistributedDataParallel``, each process trains on its
+``DistributedSampler`` shard, evaluation is sharded and gathered, and only rank 0 writes
+checkpoints and training states (see :mod:`pyg_docre.training.distributed`)."""
 from __future__ import annotations
 
 import contextlib
@@ -17,6 +22,8 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -25,6 +32,8 @@ from pyg_docre.config import TrainingConfig
 from pyg_docre.data import PAIR_EDGE_TYPE
 from pyg_docre.models.docre_model import DocREModel
 
+from .distributed import (DistributedContext, all_reduce_gradients, all_reduce_mean, barrier,
+                          gather_lists)
 from .evaluation import predict
 from .objective import DocREObjective
 from .resume import Progress, load_training_state, save_training_state
@@ -84,21 +93,44 @@ class Trainer:
         checkpoint_dir: where the best model is saved (``save_pretrained``).
         tokenizer: saved beside the checkpoint.
         state_dir: where the resume state is saved (``None``: not saved).
+        distributed: this process's place among ``torchrun``'s processes (default: one
+            process); the process group must be joined already
+            (:func:`~pyg_docre.training.distributed.setup`).
+        device: the device to train on (default: ``config.device`` resolved; under torchrun,
+            the one :func:`~pyg_docre.training.distributed.setup` gave this process).
     """
 
     def __init__(self, model: DocREModel, objective: DocREObjective, config: TrainingConfig,
                  train_set, dev_loader, evaluate_dev: Callable[[list], dict],
-                 checkpoint_dir: Path, tokenizer=None, state_dir: Path | None = None):
+                 checkpoint_dir: Path, tokenizer=None, state_dir: Path | None = None,
+                 distributed: DistributedContext | None = None,
+                 device: torch.device | None = None):
         self.model, self.objective, self.config = model, objective, config
-        self.device = resolve_device(config.device)
+        self.distributed = distributed or DistributedContext()
+        self.device = resolve_device(config.device) if device is None else torch.device(device)
         self.autocast = autocast_factory(config.precision, self.device)
         self.model.to(self.device)
         self.objective.to(self.device)
         generator = torch.Generator()
         generator.manual_seed(config.seed)
-        self.train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
-                                       num_workers=config.num_workers,
-                                       pin_memory=config.pin_memory, generator=generator)
+        self.sampler = (DistributedSampler(train_set, num_replicas=self.distributed.world_size,
+                                           rank=self.distributed.rank, shuffle=True,
+                                           seed=config.seed)
+                        if self.distributed.enabled else None)
+        pin = config.pin_memory and self.device.type == "cuda"
+        workers = config.num_workers
+        if workers is None:
+            workers = 2 if self.device.type == "cuda" else 0
+        self.train_loader = DataLoader(train_set, batch_size=config.batch_size,
+                                       shuffle=self.sampler is None, sampler=self.sampler,
+                                       num_workers=workers, pin_memory=pin,
+                                       persistent_workers=workers > 0, generator=generator)
+        self.non_blocking = pin
+        # The model as the forward pass calls it: DDP averages its gradients across processes
+        # (the pooler and, without reconstruction, the mask vector get none: unused parameters).
+        self.ddp_model = (DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=True) if self.distributed.enabled else None)
         self.generator = generator
         self.dev_loader = dev_loader
         self.evaluate_dev = evaluate_dev
@@ -147,18 +179,18 @@ class Trainer:
         documents, steps, start = progress.documents, progress.steps_done, time.perf_counter()
         skip = progress.batches_done
         bar = tqdm(total=self.batches_per_epoch, desc=f"epoch {epoch}", unit="batch",
-                   dynamic_ncols=True, leave=False, initial=skip)
+                   dynamic_ncols=True, leave=False, initial=skip,
+                   disable=not self.distributed.is_main)
         self.optimizer.zero_grad(set_to_none=True)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)       # a new shuffle per epoch, the same on all ranks
         for i, data in enumerate(self.train_loader):
             if i >= self.batches_per_epoch:
                 break
             if i < skip:        # consumed before the run was interrupted (same shuffle order)
                 continue
-            data = data.to(self.device, non_blocking=cfg.pin_memory)
-            with self.autocast():
-                out = model(data)
             last = (i + 1) % cfg.grad_accum == 0 or i + 1 == self.batches_per_epoch
-            parts = self._step(out, data, last=last)
+            parts = self.train_step(data, last=last)
             steps += int(last)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -171,9 +203,29 @@ class Trainer:
         bar.close()
         seconds = time.perf_counter() - start
         count = max(1, min(self.batches_per_epoch, i + 1))
+        losses = all_reduce_mean({k: v / count for k, v in sums.items()}, self.device)
+        if self.distributed.enabled:                    # documents of all processes
+            documents = int(round(all_reduce_mean({"d": documents}, self.device)["d"]
+                                  * self.distributed.world_size))
         return EpochRecord(epoch=epoch, steps=steps, train_seconds=seconds,
-                           train_documents=documents,
-                           losses={k: v / count for k, v in sums.items()})
+                           train_documents=documents, losses=losses)
+
+    def train_step(self, data, *, last: bool = True) -> dict[str, float]:
+        """One micro-batch of training, as :meth:`train_epoch` runs it: move ``data`` to the
+        device, forward under the configured autocast, the discriminator step (SA-KD), the
+        model loss's backward, and, when ``last`` (the last micro-batch of an accumulation),
+        clipping and the optimiser and scheduler steps. Returns the loss parts (floats).
+
+        Under DDP the micro-batches before the last run under ``no_sync``: their gradients
+        accumulate locally and are averaged across processes once, with the last one.
+        """
+        data = data.to(self.device, non_blocking=self.non_blocking)
+        sync = (self.ddp_model.no_sync() if self.ddp_model is not None and not last
+                else contextlib.nullcontext())
+        with sync:
+            with self.autocast():
+                out = (self.ddp_model or self.model)(data)
+            return self._step(out, data, last=last)
 
     def _step(self, out, data, last: bool) -> dict[str, float]:
         cfg = self.config
@@ -181,6 +233,7 @@ class Trainer:
         if disc_loss is not None:
             self.disc_optimizer.zero_grad(set_to_none=True)
             disc_loss.backward()
+            all_reduce_gradients(self.objective.discriminators.parameters())
             self.disc_optimizer.step()
         loss, parts = self.objective.model_loss(out, data[PAIR_EDGE_TYPE].y)
         if disc_loss is not None:
@@ -190,6 +243,9 @@ class Trainer:
                                      f"learning rate")
         self.scaler.scale(loss / cfg.grad_accum).backward()
         if last:
+            # DDP averaged the model's gradients in backward; the student heads are averaged
+            # here (see pyg_docre.training.distributed).
+            all_reduce_gradients(self.objective.generator_parameters())
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.trained_parameters, cfg.max_grad_norm)
             self.scaler.step(self.optimizer)
@@ -227,9 +283,12 @@ class Trainer:
         return self._progress
 
     def save_training_state(self, directory: Path | None = None) -> None:
-        """Save the complete training state (default: into ``state_dir``)."""
-        save_training_state(self, directory or self.state_dir, self._progress,
-                            self._epoch_generator_state)
+        """Save the complete training state (default: into ``state_dir``); under DDP rank 0
+        writes it (the states are identical) while the others wait."""
+        if self.distributed.is_main:
+            save_training_state(self, directory or self.state_dir, self._progress,
+                                self._epoch_generator_state)
+        barrier()
 
     def load_training_state(self, directory: Path | None = None) -> None:
         """Restore a state saved by :meth:`save_training_state`; :meth:`fit` then continues
@@ -241,8 +300,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------
     def predict(self, loader) -> list[dict]:
-        return predict(self.model, loader, self.device, self.id2rel, self.model.config.top_k,
-                       autocast=self.autocast)
+        """Official predictions of ``loader``'s documents; under DDP every process predicts
+        its shard (a loader over :func:`~pyg_docre.training.distributed.shard`) and all get
+        the gathered list."""
+        return gather_lists(predict(self.model, loader, self.device, self.id2rel,
+                                    self.model.config.top_k, autocast=self.autocast))
 
     def fit(self) -> list[EpochRecord]:
         """Train for ``epochs``, evaluate on dev after each, keep the best (dev F1) checkpoint."""
@@ -255,7 +317,9 @@ class Trainer:
             improved = record.dev["f1"] > self.best_f1
             if improved:
                 self.best_f1, self.best_epoch = record.dev["f1"], epoch
-                self.model.save_pretrained(self.checkpoint_dir, tokenizer=self.tokenizer)
+                if self.distributed.is_main:
+                    self.model.save_pretrained(self.checkpoint_dir, tokenizer=self.tokenizer)
+                barrier()
             losses = " ".join(f"{k}={v:.4f}" for k, v in record.losses.items())
             log.info("epoch %d/%d: %s | %.1fs, %.2f docs/s | dev F1 %.2f Ign F1 %s%s",
                      epoch, self.config.epochs, losses, record.train_seconds,

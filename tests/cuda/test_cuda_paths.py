@@ -142,4 +142,4 @@ def test_torchrun_two_gpus(device, tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=1500,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert json.loads((out / "metrics.json").read_text())["world_size"] == 2
+    assert json.loads((out / "metrics.json").read_text())["environment"]["world_size"] == 2
