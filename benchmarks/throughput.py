@@ -13,9 +13,9 @@ the same batches (``--batch-size``, fixed order) and the same encoder (the embed
   step is forward, the backward of a scalar of the last hidden states, clipping and an AdamW
   step; inference is the forward pass. This is the floor the model's cost is compared with.
 
-A **training step** is exactly the body of :meth:`Trainer.train_epoch`: move the batch to the
-device, ``model(data)`` under the trainer's autocast, then :meth:`Trainer._step` (discriminator
-step, model loss, backward, clipping, optimiser and scheduler steps). **Inference** is
+A **training step** is :meth:`Trainer.train_step`, what :meth:`Trainer.train_epoch` runs per
+batch: move the batch to the device, ``model(data)`` under the trainer's autocast, the
+discriminator step, model loss, backward, clipping, optimiser and scheduler steps. **Inference** is
 :func:`pyg_docre.training.evaluation.predict` (``no_grad``, eval mode, decoding of the official
 predictions). Both are timed over whole passes through a ``DataLoader`` (collation included),
 after one untimed warm-up batch per model, the two models alternating pass by pass. Reported:
@@ -31,8 +31,10 @@ the trainer's autocast.
 **Where the time goes**: a separate pass under :mod:`torch.profiler` with ``record_function``
 labels put from outside the model: forward hooks on ``model.encoder``, ``model.gtn`` and
 ``model.classifier``, wrappers on the objective's loss methods and the optimisers' ``step``, and
-labels around collation, ``data.to(device)``, ``to_gtn_inputs`` (computed outside the model and
-passed as ``model(data, view)``) and the model call. Backward time is attributed to the region
+labels around collation, ``data.to(device)``, ``to_gtn_inputs`` (inference: computed outside
+the model and passed as ``model(data, view)``; training: inside ``Trainer.train_step``) and the
+model call (training: the whole ``train_step``, whose losses and optimiser steps carry their own
+labels). Backward time is attributed to the region
 whose forward operator created the autograd node (the profiler's ``sequence_nr`` links a
 backward ``evaluate_function`` event to its forward operator). Shares are of the profiled step
 time; the profiler's own overhead inflates small operators, so read them as proportions.
@@ -197,9 +199,7 @@ def train_step(variant: Variant, data) -> None:
     if isinstance(trainer, EncoderTrainer):
         trainer.step(data)
         return
-    with trainer.autocast():
-        out = variant.model(data)
-    trainer._step(out, data, last=True)
+    trainer.train_step(data, last=True)
 
 
 def train_pass(variant: Variant, loader) -> None:
@@ -347,7 +347,6 @@ def _batches(loader) -> Iterator:
 
 def profiled_train_steps(variant: Variant, loader) -> None:
     """Training steps as :func:`train_step`, with the data pipeline split into labels."""
-    from pyg_docre.data import to_gtn_inputs
     trainer = variant.trainer
     variant.model.train()
     variant.objective.train()
@@ -355,11 +354,8 @@ def profiled_train_steps(variant: Variant, loader) -> None:
         with record_function(STEP):
             with record_function("data:to_device"):
                 data = data.to(trainer.device)
-            with record_function("data:to_gtn_inputs"):
-                view = to_gtn_inputs(data)
-            with record_function(MODEL), trainer.autocast():
-                out = variant.model(data, view)
-            trainer._step(out, data, last=True)
+            with record_function(MODEL):
+                trainer.train_step(data, last=True)
 
 
 def profiled_inference(variant: Variant, loader) -> None:
@@ -493,7 +489,7 @@ def markdown_report(result: dict) -> str:
         f"{settings['docs']} Re-DocRED dev documents, batch {settings['batch_size']}, "
         f"{settings['passes']} timed pass(es) per model after a warm-up batch, encoder "
         f"`{_common.ENCODER}`, device `{settings['device_name']}`, precision "
-        f"`{settings['precision']}`. Training step = `Trainer._step` after the forward pass (as "
+        f"`{settings['precision']}`. Training step = `Trainer.train_step` (as "
         f"`Trainer.train_epoch`); inference = `evaluation.predict`; `encoder` = the Hugging "
         f"Face model alone (sdpa) on the same windows, forward + backward + AdamW. See "
         f"`benchmarks/README.md`.\n",
