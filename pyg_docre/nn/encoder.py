@@ -582,23 +582,27 @@ class WindowedEncoder(nn.Module):
         num_docs = len(doc_windows)
         doc_count = torch.bincount(query_doc, minlength=num_docs)
         # rank of each query among the queries of its document, in query_index order
-        query_local = torch.zeros_like(query_index)
+        order = torch.argsort(query_doc, stable=True)
+        first_of_doc = torch.cumsum(doc_count, 0) - doc_count
+        query_local = torch.empty_like(query_index)
+        query_local[order] = (torch.arange(query_index.numel(), device=device)
+                              - first_of_doc[query_doc[order]])
+        # documents that are one window (the usual case): one triple per query, vectorised
+        one_window = torch.tensor([len(r) == 1 for r in doc_windows], dtype=torch.bool,
+                                  device=device)
+        first_window = torch.tensor(doc_first_window, dtype=torch.long, device=device)
+        single = one_window[query_doc] if num_docs else query_doc.new_zeros(0, dtype=torch.bool)
+        sel = single.nonzero().view(-1)
+        trip_q, trip_w, trip_r = [sel], [first_window[query_doc[sel]]], [pos[sel]]
         for b in range(num_docs):
-            sel = (query_doc == b).nonzero().view(-1)
-            query_local[sel] = torch.arange(sel.numel(), device=device)
-        trip_q, trip_w, trip_r = [], [], []
-        for b in range(num_docs):
+            ranges = doc_windows[b]
+            if len(ranges) == 1:
+                continue
             sel = (query_doc == b).nonzero().view(-1)
             if sel.numel() == 0:
                 continue
-            ranges = doc_windows[b]
             first = doc_first_window[b]
             t = pos[sel]
-            if len(ranges) == 1:                                 # the document is one window
-                trip_q.append(sel)
-                trip_w.append(torch.full_like(sel, first))
-                trip_r.append(t)
-                continue
             length = int(ptr[b + 1] - ptr[b])
             starts = torch.tensor([r[0] for r in ranges], device=device)
             c = t - p                                            # content position

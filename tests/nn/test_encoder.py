@@ -380,3 +380,24 @@ def test_edge_cases(model):
         enc(ids, [0, 42], query_index=[42])
     with pytest.raises(ValueError, match="layer"):
         WindowedEncoder(model, layers=(7,))
+
+
+def test_query_rows_follow_query_order_across_documents(model, tokenizer, doc):
+    """Queries in any order, mixing documents of one and of several windows: every row is the
+    row its document gives when encoded alone with its own queries in the same order."""
+    long = long_document(doc, 150)
+    ids = torch.cat([doc, long, doc])
+    ptr = torch.tensor([0, doc.numel(), doc.numel() + long.numel(), ids.numel()])
+    g = torch.Generator().manual_seed(3)
+    queries = torch.randperm(ids.numel(), generator=g)[:40]
+    enc = WindowedEncoder(model, max_length=64)
+    with torch.no_grad():
+        out = enc(ids, ptr, query_index=queries)
+        for b in range(3):
+            mine = queries[(queries >= ptr[b]) & (queries < ptr[b + 1])]
+            alone = enc(ids[ptr[b]:ptr[b + 1]], [0, int(ptr[b + 1] - ptr[b])],
+                        query_index=mine - ptr[b])
+            for i in ((queries >= ptr[b]) & (queries < ptr[b + 1])).nonzero().view(-1):
+                j = int((mine == queries[i]).nonzero())
+                torch.testing.assert_close(out.query_rows(int(i)), alone.query_rows(j),
+                                           atol=1e-5, rtol=1e-5)
