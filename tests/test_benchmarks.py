@@ -295,3 +295,27 @@ def test_profile_point_shares_add_up(pool, mode):
         assert row["families_percent"].get("fused attention (SDPA)", 0) > 0
     report = profile_layer.markdown_report({"command": "x"}, [row])
     assert "cross attention" in report
+
+
+# ----------------------------------------------------------------------------------------------
+# long_document_memory.py
+# ----------------------------------------------------------------------------------------------
+def test_long_document_keeps_entities_of_the_first_parts(tokenizer, rel2id):
+    import long_document_memory as ldm
+
+    docs = _common.load_documents("dev_revised.json", rel2id)
+    doc = ldm.long_document(1500, 2, docs, tokenizer)
+    assert len(doc["vertexSet"]) == len(docs[0]["vertexSet"]) + len(docs[1]["vertexSet"])
+    first = len(docs[0]["sents"])
+    assert doc["sents"][:first] == docs[0]["sents"]
+    assert doc["vertexSet"][len(docs[0]["vertexSet"])][0]["sent_id"] >= first
+    words = sum(len(s) for s in doc["sents"])
+    assert words < 1500 < words * 2
+
+
+def test_long_document_point_measures_predict():
+    import long_document_memory as ldm
+
+    row = ldm.run_point({"tokens": 800, "entity_docs": 1, "mode": "chunked"})
+    assert row["num_tokens"] >= 800 and row["pairs"] > 0
+    assert row["peak_mb"] >= row["baseline_mb"] > 0 and row["seconds"] > 0
