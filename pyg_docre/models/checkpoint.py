@@ -1,7 +1,7 @@
 """Reading the files of a saved :class:`~pyg_docre.models.docre_model.DocREModel`, strictly.
 
-A checkpoint folder holds ``config.json`` (the model/objectives configs, ``rel2id`` and the
-encoder's config), ``model.safetensors`` and ``tokenizer/``. Every kind of damage (a missing
+A checkpoint folder holds ``config.json`` (the model config, the training outputs the model
+computes, ``rel2id`` and the encoder's config), ``model.safetensors`` and ``tokenizer/``. Every kind of damage (a missing
 folder or file, invalid JSON, a missing key, truncated or foreign weights, weights of another
 architecture, a broken tokenizer) raises one :class:`CheckpointError` naming the file; nothing
 here touches the network.
@@ -24,7 +24,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 FORMAT = "pyg_docre.DocREModel"
-_REQUIRED_KEYS = ("model", "objectives", "rel2id", "encoder_config")
+_REQUIRED_KEYS = ("model", "rel2id", "encoder_config")
 
 
 class CheckpointError(ValueError):
@@ -59,8 +59,10 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     for key in _REQUIRED_KEYS:
         if key not in meta:
             raise CheckpointError(f"{path}: required key {key!r} is missing")
-    for key in ("model", "objectives", "rel2id", "encoder_config"):
-        if not isinstance(meta[key], dict):
+    if "outputs" not in meta and "objectives" not in meta:  # older checkpoints: "objectives"
+        raise CheckpointError(f"{path}: required key 'outputs' is missing")
+    for key in ("model", "outputs", "objectives", "rel2id", "encoder_config"):
+        if key in meta and not isinstance(meta[key], dict):
             raise CheckpointError(f"{path}: {key!r} must be a JSON object")
     if "model_type" not in meta["encoder_config"]:
         raise CheckpointError(f"{path}: 'encoder_config' has no 'model_type'")

@@ -68,8 +68,7 @@ def preflight(config: ExperimentConfig, base_dir: str | Path = ".") -> dict:
         raise PreflightError(f"model.encoder: cannot load {config.model.encoder!r}: "
                              f"{str(err).splitlines()[0]}") from None
     layers = encoder_config.num_hidden_layers
-    distill = [] if config.model.baseline or config.objectives.distillation == "none" \
-        else list(config.objectives.distill_layers)
+    distill = config.objectives.model_outputs(config.model.baseline)["distill_layers"]
     bad = [l for l in distill if not 1 <= l <= layers]
     if bad:
         raise PreflightError(f"objectives.distill_layers: {bad} outside 1..{layers} (layers of "

@@ -16,15 +16,11 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import add_self_loops, scatter, softmax
 
-from .gtn_checks import check_gtn_inputs
+from .gtn_checks import check_gtn_arguments, check_gtn_inputs
 from .gtn_dense import dense_cross_attention, dense_local_heads, dense_self_attention
 from ..attention import document_attention
 
 __all__ = ["GTNConv"]
-
-_ATTENTION_MODES = ("sparse", "dense")
-_GRAPH_ATTENTION = ("graph", "self")
-
 
 class GTNConv(MessagePassing):
     r"""The Graph-Transformer Network (GTN) layer from the `"Exploring Effective Inter-Encoder
@@ -176,28 +172,13 @@ class GTNConv(MessagePassing):
         kwargs.setdefault("aggr", "add")
         super().__init__(node_dim=0, **kwargs)
 
-        if num_edge_types < 1:
-            raise ValueError(f"num_edge_types must be >= 1 (got {num_edge_types})")
-        if channels % (num_edge_types + 1) != 0:
-            raise ValueError(f"channels ({channels}) must be divisible by num_edge_types + 1 "
-                             f"({num_edge_types + 1}), the number of graph-attention heads")
-        if graph_attention not in _GRAPH_ATTENTION:
-            raise ValueError(f"graph_attention must be one of {_GRAPH_ATTENTION} "
-                             f"(got {graph_attention!r})")
-        if cross_chunk_edges is not None and cross_chunk_edges < 1:
-            raise ValueError(f"cross_chunk_edges must be >= 1 or None (got {cross_chunk_edges})")
-        if num_entity_embeddings < 1 or num_sentence_embeddings < 1:
-            raise ValueError("num_entity_embeddings and num_sentence_embeddings must be >= 1")
-        if cross_attention:
-            if not (cross_local or cross_global):
-                raise ValueError("cross_local=False and cross_global=False leave no cross "
-                                 "head; use cross_attention=False to drop the sublayer")
-            if cross_heads < 1 or channels % cross_heads != 0:
-                raise ValueError(f"channels ({channels}) must be divisible by cross_heads "
-                                 f"({cross_heads})")
-            if cross_local and cross_global and cross_heads % 2 != 0:
-                raise ValueError(f"cross_heads ({cross_heads}) must be even to split into "
-                                 f"global and local halves")
+        check_gtn_arguments(
+            channels, num_edge_types=num_edge_types, cross_heads=cross_heads,
+            num_entity_embeddings=num_entity_embeddings,
+            num_sentence_embeddings=num_sentence_embeddings, dropout=dropout,
+            attention=attention, graph_attention=graph_attention,
+            cross_attention=cross_attention, cross_local=cross_local, cross_global=cross_global,
+            cross_chunk_edges=cross_chunk_edges)
 
         self.channels = channels
         self.token_channels = channels if token_channels is None else token_channels
@@ -272,8 +253,7 @@ class GTNConv(MessagePassing):
 
     @attention.setter
     def attention(self, value: str) -> None:
-        if value not in _ATTENTION_MODES:
-            raise ValueError(f"attention must be one of {_ATTENTION_MODES} (got {value!r})")
+        check_gtn_arguments(attention=value)
         self._attention = value
 
     def reset_parameters(self):
