@@ -169,7 +169,7 @@ class ObjectivesConfig:
     distill_layers: list = field(default_factory=lambda: [3, 6])
     discriminator_hidden: Optional[int] = None
     #: Pass each distilled layer's node features through a learned residual MLP + LayerNorm
-    #: (pyg_docre.nn.discriminator.StudentProjection, trained with the encoder) before the discriminator / the
+    #: (pyg_docre.training.sakd.StudentProjection, trained with the encoder) before the discriminator / the
     #: KD cosine. False: distil the raw features (the literal reading of eq. 8).
     student_projection: bool = True
 
