@@ -24,6 +24,8 @@ from typing import Any, ClassVar, Optional, Union
 
 import yaml
 
+from pyg_docre.errors import ConfigError
+
 __all__ = [
     "ConfigError", "SplitConfig", "DataConfig", "GTNConfig", "ModelConfig", "ObjectivesConfig",
     "TrainingConfig", "ExperimentConfig", "load_config", "apply_overrides", "build_section",
@@ -56,10 +58,6 @@ _NoSexagesimalLoader.add_implicit_resolver(
 def yaml_load(text: str):
     """Parse YAML like ``yaml.safe_load``, but ``10:20`` is a string, never base-60 620."""
     return yaml.load(text, Loader=_NoSexagesimalLoader)
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message names the key."""
 
 
 @dataclass

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from ..errors import FormatError
 from .result_io import PredictionFormatError, check_prediction, is_index
 
 if TYPE_CHECKING:  # pandas is imported lazily, by per_relation only
@@ -63,7 +64,7 @@ IGN_EPSILON = 1e-5
 Fact = tuple
 
 
-class DocumentFormatError(ValueError):
+class DocumentFormatError(FormatError):
     """A gold or training document given to the scorer lacks what scoring needs.
 
     The message names the file (when known), the role (``gold``/``train``), the document's index
@@ -73,15 +74,10 @@ class DocumentFormatError(ValueError):
 
     def __init__(self, reason: str, *, role: str, path: str | PathLike | None = None,
                  doc_index: int | None = None, title: Any = None, field: str | None = None):
-        self.reason, self.role, self.doc_index, self.title, self.field = (
-            reason, role, doc_index, title, field)
-        self.path = None if path is None else str(path)
-        where = [] if self.path is None else [self.path]
-        if doc_index is not None:
-            where.append(f"{role} document {doc_index}" + (f" ({title!r})" if title else ""))
-        if field is not None:
-            where.append(field)
-        super().__init__(": ".join(where + [reason]))
+        self.role, self.doc_index, self.title = role, doc_index, title
+        where = None if doc_index is None else (
+            f"{role} document {doc_index}" + (f" ({title!r})" if title else ""))
+        super().__init__(reason, path=path, where=where, field=field)
 
 
 def _check_document(doc: Any, i: int, role: str, path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pyg_docre.errors import CheckpointError
 from pyg_docre.nn.encoder import select_attention_implementation
 
 __all__ = ["CheckpointError", "CONFIG_NAME", "WEIGHTS_NAME", "TOKENIZER_DIR", "FORMAT",
@@ -25,10 +26,6 @@ WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 FORMAT = "pyg_docre.DocREModel"
 _REQUIRED_KEYS = ("model", "rel2id", "encoder_config")
-
-
-class CheckpointError(ValueError):
-    """A saved model folder is missing, incomplete or damaged; the message names the file."""
 
 
 def checkpoint_dir(directory: str | Path) -> Path:

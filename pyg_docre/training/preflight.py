@@ -10,12 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyg_docre.config import ExperimentConfig
+from pyg_docre.errors import PreflightError
 
 __all__ = ["PreflightError", "preflight"]
-
-
-class PreflightError(ValueError):
-    """An experiment cannot start; the message names the config key and the file."""
 
 
 def preflight(config: ExperimentConfig, base_dir: str | Path = ".") -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from pyg_docre.config import yaml_load
+from pyg_docre.errors import RunFolderError
 from pyg_docre.io import atomic_write_text
 
 __all__ = ["RunFolderError", "RUN_STATE", "prepare_run_folder", "read_run_state",
@@ -29,10 +30,6 @@ __all__ = ["RunFolderError", "RUN_STATE", "prepare_run_folder", "read_run_state"
 RUN_STATE = "run_state.json"
 #: Files that mark a folder as one of ours (``--overwrite`` clears only such folders).
 _RUN_MARKERS = (RUN_STATE, "config.yaml", "metrics.json", "train.log")
-
-
-class RunFolderError(ValueError):
-    """The output folder cannot be used as asked; the message says why and what to do."""
 
 
 def _now() -> str:
