@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from pyg_docre.config import (ConfigError, ModelConfig, ObjectivesConfig, build_section,
                               check_gtn_section, upgrade_model_section)
-from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, node_ptr, to_gtn_inputs
+from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, node_ptr, pair_batch, to_gtn_inputs
 from pyg_docre.io import atomic_write_dir, recover_dir
 from pyg_docre.nn.encoder import WindowedEncoder, select_attention_implementation
 from pyg_docre.nn.gtn import GTN
@@ -181,9 +181,9 @@ class DocREModel(nn.Module):
 
         pairs = data[PAIR_EDGE_TYPE].edge_index
         entity_ptr = node_ptr(data, "entity")
-        pair_batch = torch.bucketize(pairs[0], entity_ptr[1:], right=True)
         context = localized_context(hidden, token_ptr, enc.query_attention,
-                                    data["mention"].entity, entity_ptr, pairs, pair_batch)
+                                    data["mention"].entity, entity_ptr, pairs,
+                                    pair_batch(pairs, entity_ptr))
         out.logits = self.classifier(entity_x[pairs[0]], entity_x[pairs[1]], context)
         return out
 

@@ -24,6 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 from pyg_docre.config import TrainingConfig
 from pyg_docre.data import PAIR_EDGE_TYPE
 from pyg_docre.models.docre_model import DocREModel
+from pyg_docre.utils import set_seed
 
 from .evaluation import predict
 from .objective import DocREObjective
@@ -32,13 +33,6 @@ from .resume import Progress, load_training_state, save_training_state
 __all__ = ["set_seed", "resolve_device", "autocast_factory", "Trainer", "EpochRecord"]
 
 log = logging.getLogger("pyg_docre.train")
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def resolve_device(name: str) -> torch.device:
