@@ -295,3 +295,12 @@ def test_profile_point_shares_add_up(pool, mode):
         assert row["families_percent"].get("fused attention (SDPA)", 0) > 0
     report = profile_layer.markdown_report({"command": "x"}, [row])
     assert "cross attention" in report
+
+
+def test_benchmark_scripts_import_modules_not_scripts():
+    import profile_layer
+    source = Path(profile_layer.__file__).read_text()
+    assert "import sparse_vs_dense" not in source
+    assert _common.int_list("64, 256") == [64, 256]
+    with pytest.raises(Exception, match="positive integers"):
+        _common.int_list("0")
