@@ -3,7 +3,7 @@ r"""The training objective of DocRE-BSI (paper eq. 5) and its adversarial game.
 .. math::
     \mathcal{L} = \mathcal{L}_R + \alpha\,\mathcal{L}_N + \beta\,\mathcal{L}_A
 
-One training step (per micro-batch), as DESIGN.md fixes it:
+One training step (per micro-batch), as docs/DESIGN.md fixes it:
 
 1. *Discriminator step* (:meth:`DocREObjective.discriminator_loss`, own optimiser): for each
    distilled layer ``l``, BCE(C_l(F^(L).detach()) -> 1) + BCE(C_l(\hat F^(l).detach()) -> 0).
