@@ -44,7 +44,7 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ..errors import FormatError
-from .result_io import PredictionFormatError, check_prediction, is_index
+from .result_io import PredictionFormatError, check_prediction
 
 if TYPE_CHECKING:  # pandas is imported lazily, by per_relation only
     import pandas as pd
@@ -81,46 +81,18 @@ class DocumentFormatError(FormatError):
 
 
 def _check_document(doc: Any, i: int, role: str, path) -> None:
-    """Check the parts of a document the scorer reads: ``title``, each mention's ``name`` and
-    ``sent_id``, and each label's ``h``/``t``/``r``. (Files are validated fully on load by
-    :func:`pyg_docre.data.docred.load_docred`; this guards documents built in memory.)"""
-    title = doc.get("title") if isinstance(doc, Mapping) else None
+    """Check a gold or training document with the loader's validator
+    (:func:`pyg_docre.data.docred.validate_document`, labels required), reporting a problem as
+    a :class:`DocumentFormatError` that names the role. Files read with
+    :func:`~pyg_docre.data.docred.load_docred` pass by construction; this guards documents built
+    in memory."""
+    from pyg_docre.data.docred import DocREDFormatError, validate_document
 
-    def fail(field, reason):
-        raise DocumentFormatError(reason, role=role, path=path, doc_index=i,
-                                  title=title if isinstance(title, str) else None, field=field)
-
-    if not isinstance(doc, Mapping):
-        fail(None, f"must be a JSON object, got {type(doc).__name__}")
-    if not isinstance(title, str):
-        fail("title", f"must be a string, got {title!r}" if "title" in doc else "missing key")
-    vertex_set = doc.get("vertexSet")
-    if not isinstance(vertex_set, list):
-        fail("vertexSet", "missing key" if vertex_set is None else "must be a list")
-    for e, entity in enumerate(vertex_set):
-        if not isinstance(entity, list) or not entity:
-            fail(f"vertexSet[{e}]", "must be a non-empty list of mentions")
-        for m, mention in enumerate(entity):
-            if not isinstance(mention, Mapping):
-                fail(f"vertexSet[{e}][{m}]", "a mention must be a JSON object")
-            if not isinstance(mention.get("name"), str):
-                fail(f"vertexSet[{e}][{m}].name", "missing or not a string")
-            if not is_index(mention.get("sent_id")):
-                fail(f"vertexSet[{e}][{m}].sent_id", "missing or not an integer")
-    labels = doc.get("labels")
-    if not isinstance(labels, list):
-        fail("labels", "missing key (this split must be annotated)" if labels is None
-             else "must be a list")
-    for j, label in enumerate(labels):
-        if not isinstance(label, Mapping):
-            fail(f"labels[{j}]", "a label must be a JSON object")
-        for key in ("h", "t"):
-            idx = label.get(key)
-            if not is_index(idx) or not 0 <= idx < len(vertex_set):
-                fail(f"labels[{j}].{key}",
-                     f"{idx!r} points at no entity (the document has {len(vertex_set)})")
-        if not isinstance(label.get("r"), str):
-            fail(f"labels[{j}].r", f"missing or not a relation id string: {label.get('r')!r}")
+    try:
+        validate_document(doc, require_labels=True)
+    except DocREDFormatError as err:
+        raise DocumentFormatError(err.reason, role=role, path=path, doc_index=i,
+                                  title=err.title, field=err.field) from None
 
 
 def _checked_documents(docs: Iterable[Any], role: str, path) -> list[Mapping]:
