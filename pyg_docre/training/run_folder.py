@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from pyg_docre.config import yaml_load
+from pyg_docre.config import ConfigError, upgrade_model_section, yaml_load
 from pyg_docre.errors import RunFolderError
 from pyg_docre.io import atomic_write_text
 
@@ -99,6 +99,11 @@ def prepare_run_folder(output_dir: Path, config_dict: dict, *, resume: bool = Fa
             saved = yaml_load(saved_config.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
             raise RunFolderError(f"{saved_config}: not valid YAML ({err})") from None
+        if isinstance(saved.get("model"), dict):     # runs started before the model.gtn section
+            try:
+                saved["model"] = upgrade_model_section(saved["model"])[0]
+            except ConfigError as err:
+                raise RunFolderError(f"{saved_config}: {err}") from None
         differing = _config_differences(saved, config_dict)
         if differing:
             raise RunFolderError(f"{output_dir}: cannot resume with a different configuration "
