@@ -1,7 +1,8 @@
 """Experiment configuration: typed dataclasses read strictly from YAML.
 
-A config file has four sections, ``data``, ``model``, ``objectives`` and ``training`` (plus
-``name``); every key is optional and defaults to the values below. An unknown key, or a value of
+A config file has four sections, ``data``, ``model`` (with the GTN's arguments in ``model.gtn``),
+``objectives`` and ``training`` (plus ``name``); every key is optional and defaults to the values
+below. An unknown key, or a value of
 the wrong type, is a :class:`ConfigError` naming the key. ``key=value`` overrides (the ``--set``
 of ``experiments/run.py``) use dotted paths, e.g. ``training.epochs=2``; values are parsed as YAML.
 
