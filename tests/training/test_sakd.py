@@ -157,3 +157,17 @@ def test_mlp_discriminator_is_the_hand_written_one():
     assert torch.equal(other(x), old(x))
     assert [n for n, _ in new.named_parameters()] == [
         "mlp.lins.0.weight", "mlp.lins.0.bias", "mlp.lins.1.weight", "mlp.lins.1.bias"]
+
+
+def test_resume_states_with_the_old_discriminator_names_load(tmp_path):
+    """objective.safetensors written before the MLP (keys discriminators.L.lin1.*) loads the way
+    training/resume.py loads it."""
+    from safetensors.torch import load_model, save_model
+
+    old = torch.nn.ModuleDict({"6": _HandWrittenDiscriminator(8, 16)})
+    save_model(old, str(tmp_path / "objective.safetensors"))
+    new = torch.nn.ModuleDict({"6": NodeDiscriminator(8, hidden=16)})
+    missing, unexpected = load_model(new, str(tmp_path / "objective.safetensors"), strict=False)
+    assert (sorted(missing), sorted(unexpected)) == ([], [])
+    x = torch.randn(3, 8)
+    assert torch.equal(new["6"](x), old["6"](x))
