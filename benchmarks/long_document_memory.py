@@ -68,8 +68,9 @@ def run_point(point: dict) -> dict:
     from torch_geometric.loader import DataLoader
 
     import pyg_docre.models.classifier as classifier
-    from pyg_docre.config import ModelConfig, ObjectivesConfig
+    from pyg_docre.config import ModelConfig
     from pyg_docre.data import build_hdg
+    from pyg_docre.data import id2rel as make_id2rel
     from pyg_docre.models.docre_model import DocREModel
     from pyg_docre.training.evaluation import predict
 
@@ -79,12 +80,12 @@ def run_point(point: dict) -> dict:
     tokenizer = _common.load_tokenizer()
     doc = long_document(point["tokens"], point["entity_docs"], docs, tokenizer)
     graph = build_hdg(doc, tokenizer, rel2id)
-    model = DocREModel(ModelConfig(), ObjectivesConfig(), rel2id).eval()
+    model = DocREModel(ModelConfig(), rel2id).eval()
     if point["mode"] == "unchunked":
         classifier.CHUNK_ELEMENTS = float("inf")
         model.classifier.chunk_elements = float("inf")
         classifier.localized_context.__defaults__ = (float("inf"),)
-    id2rel = [r for r, _ in sorted(rel2id.items(), key=lambda kv: kv[1])]
+    id2rel = make_id2rel(rel2id)
     loader = DataLoader([graph], batch_size=1)
     baseline = _common.current_rss_bytes()
     reset = _common.reset_peak_rss()

@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
-import sparse_vs_dense as svd  # noqa: E402
+import _workload  # noqa: E402
 
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
@@ -74,7 +74,7 @@ def _label(method, label: str):
 
 def profile_point(mode: str, hidden: int, structure: dict, counts: dict, seed: int) -> dict:
     """One warm-up and one profiled forward+backward; self CPU microseconds per bucket."""
-    conv, x, token_x, grad_out = svd.layer_and_inputs(mode, hidden, counts, seed)
+    conv, x, token_x, grad_out = _workload.layer_and_inputs(mode, hidden, counts, seed)
     x.requires_grad_()
     token_x.requires_grad_()
     conv._graph_attention = _label(conv._graph_attention, "graph attention")
@@ -145,7 +145,7 @@ def markdown_report(meta: dict, rows: Sequence[dict]) -> str:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ks", type=svd._int_list, default=[64, 256],
+    parser.add_argument("--ks", type=_common.int_list, default=[64, 256],
                         help="documents per long document (default: 64,256)")
     parser.add_argument("--hidden", type=int, default=384, help="(default: 384)")
     parser.add_argument("--modes", type=lambda s: [m for m in s.split(",") if m],
@@ -165,12 +165,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     out_dir = _common.resolve_out(args.out)
     meta = _common.metadata(_common.script_argv(__file__, argv))
-    pool = svd.DocumentPool.load()
+    pool = _workload.DocumentPool.load()
     rows = []
     for k in args.ks:
-        structure, counts = svd.view_and_counts(pool.long_document(k), k)
+        structure, counts = _workload.view_and_counts(pool.long_document(k), k)
         for mode in args.modes:
-            run, reason, _, _ = svd.plan_point(mode, counts, args.hidden, args.mem_fraction,
+            run, reason, _, _ = _workload.plan_point(mode, counts, args.hidden, args.mem_fraction,
                                                train_max_nodes=10 ** 9)
             if not run:
                 rows.append({"mode": mode, "hidden": args.hidden, **counts,

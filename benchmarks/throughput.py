@@ -164,7 +164,7 @@ def build_variant(name: str, graphs: Sequence, rel2id: dict, seed: int, batch_si
         return Variant(name, model, torch.nn.Module(), trainer)
     model_config = ModelConfig(baseline=(name == "baseline"))
     objectives = ObjectivesConfig(distill_layers=[3, 6])
-    model = DocREModel(model_config, objectives, rel2id)
+    model = DocREModel(model_config, rel2id, **objectives.model_outputs(model_config.baseline))
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
     training = TrainingConfig(device=device, batch_size=batch_size, epochs=1, seed=seed,
                               precision=precision)

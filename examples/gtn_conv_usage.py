@@ -19,27 +19,21 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from torch_geometric.loader import DataLoader
-from torch_geometric.utils import scatter
 
 from pyg_docre.data import build_hdg, load_docred, load_rel2id, to_gtn_inputs
+from pyg_docre.models.features import node_features
 from pyg_docre.nn import GTNConv
+from pyg_docre.paths import find_dataset_file
 from pyg_docre.pretrained import load_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
 ENTITY_TYPES = ["PER", "LOC", "ORG", "TIME", "NUM", "MISC"]
 
 
 def find_file(name: str, filename: str) -> Path:
-    for base in (ROOT / "datasets", ROOT.parent / "shared" / "datasets"):
-        if (base / name / filename).exists():
-            return base / name / filename
-    raise SystemExit(f"{name}/{filename} not found under datasets/: run `make data`")
-
-
-def logsumexp_pool(src: Tensor, index: Tensor, num: int) -> Tensor:
-    """Per-group logsumexp over rows (the paper's entity pooling), ``[num, C]``."""
-    top = scatter(src, index, dim=0, dim_size=num, reduce="max").detach()
-    return top + scatter((src - top[index]).exp(), index, dim=0, dim_size=num).log()
+    try:
+        return find_dataset_file(name, filename)
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from None
 
 
 class EntityTyper(torch.nn.Module):
@@ -54,17 +48,9 @@ class EntityTyper(torch.nn.Module):
     def forward(self, data) -> Tensor:
         view = to_gtn_inputs(data)
         token_x = self.token_emb(data["token"].input_ids)               # [T, C]
-        # F(0): document = first token ([CLS]) of its document, mention = its "*" marker,
-        # entity = logsumexp over its mentions.
-        token_batch = view.token_batch
-        first_token = torch.ones_like(token_batch, dtype=torch.bool)
-        first_token[1:] = token_batch[1:] != token_batch[:-1]
-        mention_x = token_x[data["mention"].token_index]
-        entity_x = logsumexp_pool(mention_x, data["mention"].entity, data["entity"].num_nodes)
-        x = token_x.new_zeros(view.num_nodes, token_x.size(1))
-        x[view.document_pos] = token_x[first_token]
-        x[view.mention_pos] = mention_x
-        x[view.entity_pos] = entity_x
+        # F(0) as in the model: document = first token ([CLS]) of its document, mention = its
+        # "*" marker, entity = logsumexp over its mentions.
+        x = node_features(token_x, data, view)
         for conv in self.convs:
             x = conv(x, token_x=token_x, **view.graph_kwargs())
         return self.classifier(x[view.entity_pos])                       # [num_entities, 6]

@@ -36,8 +36,8 @@ if str(ROOT) not in sys.path:
 
 from pyg_docre.data import DocREDDataset  # noqa: E402
 from pyg_docre.models.docre_model import DocREModel  # noqa: E402
-from pyg_docre.nn.discriminator import NodeDiscriminator, StudentProjection  # noqa: E402
-from pyg_docre.nn.losses import discriminator_loss, generator_loss  # noqa: E402
+from pyg_docre.training.sakd import (NodeDiscriminator, StudentProjection,  # noqa: E402
+                                     discriminator_loss, generator_loss)
 
 
 def node_features(model: DocREModel, dataset, batch_size: int = 4):

@@ -40,10 +40,12 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from pyg_docre.errors import FormatError, PygDocreError
+
 __all__ = ["CLIError", "build_parser", "main", "find_config", "list_configs", "CONFIG_DIR"]
 
 
-class CLIError(Exception):
+class CLIError(PygDocreError):
     """A user-facing error: printed as one line, exit status 2."""
 
 
@@ -80,9 +82,9 @@ def _rounded(scores: dict) -> dict:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .data.dataset import parse_doc_range
-    from .data.docred import DocREDFormatError, load_docred
+    from .data.docred import load_docred
     from .data.relations import load_rel_info
-    from .metrics import DocREDScorer, DocumentFormatError, PredictionFormatError, read_result
+    from .metrics import DocREDScorer, read_result
 
     if args.train_docs is not None and args.train is None:
         raise CLIError("--train-docs needs --train (the file the range is taken from)")
@@ -108,7 +110,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         if args.pr_curve is not None:
             from .metrics.curves import precision_recall_points
             curve = precision_recall_points(predictions, scorer, pred_path=args.pred)
-    except (DocREDFormatError, DocumentFormatError, PredictionFormatError) as err:
+    except FormatError as err:
         raise CLIError(str(err)) from None
     except OSError as err:  # e.g. a directory or an unreadable file
         name = err.filename if err.filename is not None else "input"
@@ -390,10 +392,8 @@ def _run_train(args: argparse.Namespace) -> int:
               f"device {summary['device']}", file=sys.stderr)
         return 0
 
-    from .models.checkpoint import CheckpointError
     from .training.distributed import context_from_environment
-    from .training.experiment import RunFolderError, format_results_table, run_experiment
-    from .training.resume import ResumeError
+    from .training.experiment import format_results_table, run_experiment
 
     def is_main_process() -> bool:
         return context_from_environment().is_main
@@ -403,8 +403,7 @@ def _run_train(args: argparse.Namespace) -> int:
     try:
         metrics = run_experiment(config, output, base_dir=base_dir, command=command,
                                  resume=args.resume, overwrite=args.overwrite)
-    except (ConfigError, RunFolderError, DocREDFormatError, CheckpointError,
-            ResumeError) as err:
+    except PygDocreError as err:    # config, run folder, data, checkpoint, resume
         raise CLIError(str(err)) from None
     if metrics.get("already_complete"):
         print(f"the run in {output} is already complete; nothing to resume")

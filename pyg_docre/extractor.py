@@ -58,7 +58,9 @@ class RelationExtractor:
         self.device = _resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.id2rel = [r for r, _ in sorted(model.rel2id.items(), key=lambda kv: kv[1])]
+        from .data.relations import id2rel
+
+        self.id2rel = id2rel(model.rel2id)
         self.rel_info: dict[str, str] = dict(getattr(model, "rel_info", None) or {})
 
     @classmethod
@@ -156,7 +158,7 @@ class RelationExtractor:
         ``[P, 2]`` local (h, t) indices)."""
         from tqdm.auto import tqdm
 
-        from .data import PAIR_EDGE_TYPE, node_ptr
+        from .data import PAIR_EDGE_TYPE, node_ptr, pair_batch
 
         for data in tqdm(loader, desc="extracting relations", unit="batch", leave=False,
                          disable=None if progress is None else not progress):
@@ -165,13 +167,13 @@ class RelationExtractor:
             margins = (logits[:, 1:] - logits[:, :1]).cpu()
             pairs = data[PAIR_EDGE_TYPE].edge_index
             entity_ptr = node_ptr(data, "entity")
-            pair_batch = torch.bucketize(pairs[0], entity_ptr[1:], right=True)
-            local = (pairs - entity_ptr[pair_batch]).t().cpu()
-            pair_batch = pair_batch.cpu()
+            batch = pair_batch(pairs, entity_ptr)
+            local = (pairs - entity_ptr[batch]).t().cpu()
+            batch = batch.cpu()
             num_docs = entity_ptr.numel() - 1
             per_doc_pairs, per_doc_margins = [], []
             for b in range(num_docs):
-                sel = pair_batch == b
+                sel = batch == b
                 per_doc_pairs.append(local[sel])
                 per_doc_margins.append(margins[sel])
             yield num_docs, per_doc_margins, per_doc_pairs

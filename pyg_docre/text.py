@@ -34,6 +34,8 @@ import re
 import unicodedata
 from typing import Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
+from pyg_docre.errors import FormatError
+
 __all__ = [
     "TextFormatError", "MissingBackendError", "NERBackend", "CorefResolver", "SpacyNER",
     "split_sentences", "tokenize", "same_string_coref", "text_to_document", "find_entities",
@@ -53,7 +55,7 @@ SPACY_TO_DOCRED = {
 TEXT_EXTRA_HINT = "pip install 'pyg_docre[text]'"
 
 
-class TextFormatError(ValueError):
+class TextFormatError(FormatError):
     """Plain-text input or its entity spans are malformed; the message names the field."""
 
 

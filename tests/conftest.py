@@ -8,16 +8,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-_CANDIDATES = (ROOT / "datasets", ROOT.parent / "shared" / "datasets")
 
 
 def find_dataset_file(name: str, filename: str) -> Path:
-    """A prepared dataset file (``datasets/NAME``), else the copy in ``../shared/datasets``."""
-    for base in _CANDIDATES:
-        path = base / name / filename
-        if path.exists():
-            return path
-    pytest.skip(f"{name}/{filename} not found; run `make data`")
+    """A prepared dataset file (:func:`pyg_docre.paths.find_dataset_file`); skips the
+    test when it is not there."""
+    from pyg_docre.paths import find_dataset_file as find
+
+    try:
+        return find(name, filename)
+    except FileNotFoundError:
+        pytest.skip(f"{name}/{filename} not found; run `make data`")
 
 
 @pytest.fixture(scope="session")

@@ -297,6 +297,15 @@ def test_profile_point_shares_add_up(pool, mode):
     assert "cross attention" in report
 
 
+def test_benchmark_scripts_import_modules_not_scripts():
+    import profile_layer
+    source = Path(profile_layer.__file__).read_text()
+    assert "import sparse_vs_dense" not in source
+    assert _common.int_list("64, 256") == [64, 256]
+    with pytest.raises(Exception, match="positive integers"):
+        _common.int_list("0")
+
+
 # ----------------------------------------------------------------------------------------------
 # long_document_memory.py
 # ----------------------------------------------------------------------------------------------

@@ -21,10 +21,12 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from pyg_docre.errors import FormatError
+
 __all__ = ["DocREDFormatError", "load_docred", "validate_document", "validate_documents"]
 
 
-class DocREDFormatError(ValueError):
+class DocREDFormatError(FormatError):
     """A DocRED-format file or document is malformed.
 
     Attributes:
@@ -37,19 +39,11 @@ class DocREDFormatError(ValueError):
     def __init__(self, reason: str, *, path: str | PathLike | None = None,
                  doc_index: int | None = None, title: str | None = None,
                  field: str | None = None):
-        self.reason = reason
-        self.path = None if path is None else str(path)
         self.doc_index = doc_index
         self.title = title
-        self.field = field
-        where = []
-        if self.path is not None:
-            where.append(self.path)
-        if doc_index is not None:
-            where.append(f"document {doc_index}" + (f" ({title!r})" if title is not None else ""))
-        if field is not None:
-            where.append(field)
-        super().__init__(": ".join(where + [reason]))
+        where = None if doc_index is None else (
+            f"document {doc_index}" + (f" ({title!r})" if title is not None else ""))
+        super().__init__(reason, path=path, where=where, field=field)
 
 
 def _is_int(value: Any) -> bool:

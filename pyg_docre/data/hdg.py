@@ -1,6 +1,6 @@
 """The heterogeneous document graph (HDG) of a DocRED document, as a PyG ``HeteroData``.
 
-Node types, in this order within each type (see DESIGN.md, tests rely on it):
+Node types, in this order within each type (see docs/DESIGN.md, tests rely on it):
 
 * ``document``: one node.
 * ``mention``: one node per mention in vertexSet order (all mentions of entity 0 in the listed

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .docred import DocREDFormatError, read_json_file
 
-__all__ = ["NO_RELATION", "load_rel2id", "load_rel_info"]
+__all__ = ["NO_RELATION", "load_rel2id", "load_rel_info", "id2rel"]
 
 #: Class 0 of every ``rel2id``: "no relation", the adaptive threshold class TH.
 NO_RELATION = "Na"
@@ -37,6 +37,11 @@ def load_rel2id(path: str | PathLike) -> dict[str, int]:
     if sorted(rel2id.values()) != list(range(len(rel2id))):
         raise DocREDFormatError("class ids must be 0 .. N-1, each used once", path=path)
     return dict(rel2id)
+
+
+def id2rel(rel2id: dict[str, int]) -> list[str]:
+    """The inverse of ``rel2id``: ``id2rel(rel2id)[class_id]`` is the relation P-id."""
+    return [r for r, _ in sorted(rel2id.items(), key=lambda kv: kv[1])]
 
 
 def load_rel_info(path: str | PathLike) -> dict[str, str]:

@@ -16,7 +16,7 @@ from torch_geometric.data import HeteroData
 
 from .hdg import EDGE_RELATIONS, GRAPH_EDGE_TYPES, TOKEN_EDGE_TYPES
 
-__all__ = ["GTNInputs", "to_gtn_inputs", "node_ptr"]
+__all__ = ["GTNInputs", "to_gtn_inputs", "node_ptr", "pair_batch"]
 
 _GRAPH_NODE_TYPES = ("document", "mention", "entity")
 
@@ -73,6 +73,13 @@ def node_ptr(data: HeteroData, node_type: str) -> Tensor:
         return store.ptr
     device = data["token"].input_ids.device
     return torch.tensor([0, store.num_nodes], device=device)
+
+
+def pair_batch(pairs: Tensor, entity_ptr: Tensor) -> Tensor:
+    """``[P]`` document index of every candidate pair, from its head entity: ``pairs`` is the
+    ``[2, P]`` (batched) entity index of the pairs, ``entity_ptr`` the ``[B + 1]``
+    :func:`node_ptr` of the entities."""
+    return torch.bucketize(pairs[0], entity_ptr[1:], right=True)
 
 
 def _batch_vector(data: HeteroData, node_type: str) -> Tensor:

@@ -20,6 +20,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from pyg_docre.errors import FormatError
+
 from ..io import atomic_write_text
 
 __all__ = ["PREDICTION_KEYS", "PredictionFormatError", "check_prediction", "read_result",
@@ -29,7 +31,7 @@ __all__ = ["PREDICTION_KEYS", "PredictionFormatError", "check_prediction", "read
 PREDICTION_KEYS = ("title", "h_idx", "t_idx", "r")
 
 
-class PredictionFormatError(ValueError):
+class PredictionFormatError(FormatError):
     """A prediction (or a result file) is malformed or does not fit its gold document.
 
     Attributes:
@@ -41,20 +43,11 @@ class PredictionFormatError(ValueError):
 
     def __init__(self, reason: str, *, path: str | PathLike | None = None,
                  index: int | None = None, title: Any = None, field: str | None = None):
-        self.reason = reason
-        self.path = None if path is None else str(path)
         self.index = index
         self.title = title
-        self.field = field
-        where = []
-        if self.path is not None:
-            where.append(self.path)
-        if index is not None:
-            where.append(f"prediction {index}" + (f" (title {title!r})" if title is not None
-                                                   else ""))
-        if field is not None:
-            where.append(field)
-        super().__init__(": ".join(where + [reason]))
+        where = None if index is None else (
+            f"prediction {index}" + (f" (title {title!r})" if title is not None else ""))
+        super().__init__(reason, path=path, where=where, field=field)
 
 
 def is_index(value: Any) -> bool:

@@ -43,7 +43,8 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from .result_io import PredictionFormatError, check_prediction, is_index
+from ..errors import FormatError
+from .result_io import PredictionFormatError, check_prediction
 
 if TYPE_CHECKING:  # pandas is imported lazily, by per_relation only
     import pandas as pd
@@ -63,7 +64,7 @@ IGN_EPSILON = 1e-5
 Fact = tuple
 
 
-class DocumentFormatError(ValueError):
+class DocumentFormatError(FormatError):
     """A gold or training document given to the scorer lacks what scoring needs.
 
     The message names the file (when known), the role (``gold``/``train``), the document's index
@@ -73,58 +74,25 @@ class DocumentFormatError(ValueError):
 
     def __init__(self, reason: str, *, role: str, path: str | PathLike | None = None,
                  doc_index: int | None = None, title: Any = None, field: str | None = None):
-        self.reason, self.role, self.doc_index, self.title, self.field = (
-            reason, role, doc_index, title, field)
-        self.path = None if path is None else str(path)
-        where = [] if self.path is None else [self.path]
-        if doc_index is not None:
-            where.append(f"{role} document {doc_index}" + (f" ({title!r})" if title else ""))
-        if field is not None:
-            where.append(field)
-        super().__init__(": ".join(where + [reason]))
+        self.role, self.doc_index, self.title = role, doc_index, title
+        where = None if doc_index is None else (
+            f"{role} document {doc_index}" + (f" ({title!r})" if title else ""))
+        super().__init__(reason, path=path, where=where, field=field)
 
 
 def _check_document(doc: Any, i: int, role: str, path) -> None:
-    """Check the parts of a document the scorer reads: ``title``, each mention's ``name`` and
-    ``sent_id``, and each label's ``h``/``t``/``r``. (Files are validated fully on load by
-    :func:`pyg_docre.data.docred.load_docred`; this guards documents built in memory.)"""
-    title = doc.get("title") if isinstance(doc, Mapping) else None
+    """Check a gold or training document with the loader's validator
+    (:func:`pyg_docre.data.docred.validate_document`, labels required), reporting a problem as
+    a :class:`DocumentFormatError` that names the role. Files read with
+    :func:`~pyg_docre.data.docred.load_docred` pass by construction; this guards documents built
+    in memory."""
+    from pyg_docre.data.docred import DocREDFormatError, validate_document
 
-    def fail(field, reason):
-        raise DocumentFormatError(reason, role=role, path=path, doc_index=i,
-                                  title=title if isinstance(title, str) else None, field=field)
-
-    if not isinstance(doc, Mapping):
-        fail(None, f"must be a JSON object, got {type(doc).__name__}")
-    if not isinstance(title, str):
-        fail("title", f"must be a string, got {title!r}" if "title" in doc else "missing key")
-    vertex_set = doc.get("vertexSet")
-    if not isinstance(vertex_set, list):
-        fail("vertexSet", "missing key" if vertex_set is None else "must be a list")
-    for e, entity in enumerate(vertex_set):
-        if not isinstance(entity, list) or not entity:
-            fail(f"vertexSet[{e}]", "must be a non-empty list of mentions")
-        for m, mention in enumerate(entity):
-            if not isinstance(mention, Mapping):
-                fail(f"vertexSet[{e}][{m}]", "a mention must be a JSON object")
-            if not isinstance(mention.get("name"), str):
-                fail(f"vertexSet[{e}][{m}].name", "missing or not a string")
-            if not is_index(mention.get("sent_id")):
-                fail(f"vertexSet[{e}][{m}].sent_id", "missing or not an integer")
-    labels = doc.get("labels")
-    if not isinstance(labels, list):
-        fail("labels", "missing key (this split must be annotated)" if labels is None
-             else "must be a list")
-    for j, label in enumerate(labels):
-        if not isinstance(label, Mapping):
-            fail(f"labels[{j}]", "a label must be a JSON object")
-        for key in ("h", "t"):
-            idx = label.get(key)
-            if not is_index(idx) or not 0 <= idx < len(vertex_set):
-                fail(f"labels[{j}].{key}",
-                     f"{idx!r} points at no entity (the document has {len(vertex_set)})")
-        if not isinstance(label.get("r"), str):
-            fail(f"labels[{j}].r", f"missing or not a relation id string: {label.get('r')!r}")
+    try:
+        validate_document(doc, require_labels=True)
+    except DocREDFormatError as err:
+        raise DocumentFormatError(err.reason, role=role, path=path, doc_index=i,
+                                  title=err.title, field=err.field) from None
 
 
 def _checked_documents(docs: Iterable[Any], role: str, path) -> list[Mapping]:

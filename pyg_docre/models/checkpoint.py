@@ -1,7 +1,7 @@
 """Reading the files of a saved :class:`~pyg_docre.models.docre_model.DocREModel`, strictly.
 
-A checkpoint folder holds ``config.json`` (the model/objectives configs, ``rel2id`` and the
-encoder's config), ``model.safetensors`` and ``tokenizer/``. Every kind of damage (a missing
+A checkpoint folder holds ``config.json`` (the model config, the training outputs the model
+computes, ``rel2id`` and the encoder's config), ``model.safetensors`` and ``tokenizer/``. Every kind of damage (a missing
 folder or file, invalid JSON, a missing key, truncated or foreign weights, weights of another
 architecture, a broken tokenizer) raises one :class:`CheckpointError` naming the file; nothing
 here touches the network.
@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pyg_docre.errors import CheckpointError
 from pyg_docre.nn.encoder import select_attention_implementation
 
 __all__ = ["CheckpointError", "CONFIG_NAME", "WEIGHTS_NAME", "TOKENIZER_DIR", "FORMAT",
@@ -24,11 +25,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 FORMAT = "pyg_docre.DocREModel"
-_REQUIRED_KEYS = ("model", "objectives", "rel2id", "encoder_config")
-
-
-class CheckpointError(ValueError):
-    """A saved model folder is missing, incomplete or damaged; the message names the file."""
+_REQUIRED_KEYS = ("model", "rel2id", "encoder_config")
 
 
 def checkpoint_dir(directory: str | Path) -> Path:
@@ -59,8 +56,10 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     for key in _REQUIRED_KEYS:
         if key not in meta:
             raise CheckpointError(f"{path}: required key {key!r} is missing")
-    for key in ("model", "objectives", "rel2id", "encoder_config"):
-        if not isinstance(meta[key], dict):
+    if "outputs" not in meta and "objectives" not in meta:  # older checkpoints: "objectives"
+        raise CheckpointError(f"{path}: required key 'outputs' is missing")
+    for key in ("model", "outputs", "objectives", "rel2id", "encoder_config"):
+        if key in meta and not isinstance(meta[key], dict):
             raise CheckpointError(f"{path}: {key!r} must be a JSON object")
     if "model_type" not in meta["encoder_config"]:
         raise CheckpointError(f"{path}: 'encoder_config' has no 'model_type'")

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch_geometric
 from torch import Tensor, nn
 
-from pyg_docre.config import ConfigError, ModelConfig, ObjectivesConfig, _build
-from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, node_ptr, to_gtn_inputs
+from pyg_docre.config import (ConfigError, ModelConfig, ObjectivesConfig, build_section,
+                              check_gtn_section, upgrade_model_section)
+from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, node_ptr, pair_batch, to_gtn_inputs
 from pyg_docre.io import atomic_write_dir, recover_dir
 from pyg_docre.nn.encoder import WindowedEncoder, select_attention_implementation
 from pyg_docre.nn.gtn import GTN
@@ -39,7 +41,6 @@ from .classifier import GroupedBilinearClassifier, localized_context
 from .features import node_features
 
 __all__ = ["DocREOutput", "DocREModel", "CheckpointError"]
-
 
 
 @dataclass
@@ -65,11 +66,17 @@ class DocREModel(nn.Module):
     """The DocRE-BSI model (or, with ``config.baseline``, ATLOP).
 
     Args:
-        config: the model section of the experiment config.
-        objectives: which auxiliary outputs the forward pass computes when training
-            (node reconstruction, distilled layers).
+        config: the model section of the experiment config; ``config.gtn`` holds the arguments
+            of the :class:`~pyg_docre.nn.GTN`, passed on one to one.
         rel2id: relation P-id -> class id (``"Na"`` = 0).
+        distill_layers: encoder layers whose node features the forward pass returns in
+            training (``layer_features``, for SA-KD / KD); layers ``1..num_hidden_layers``.
+        reconstruction: compute the masked second GTN pass in training (eq. 7).
+        mask_ratio: the fraction of mention nodes masked by that pass.
         encoder: a Hugging Face ``PreTrainedModel``; by default loaded from ``config.encoder``.
+
+    :meth:`pyg_docre.config.ObjectivesConfig.model_outputs` gives the last three from the
+    objectives of an experiment.
 
     Attributes:
         rel_info: optional relation P-id -> human-readable name (``rel_info.json``), saved in and
@@ -77,21 +84,27 @@ class DocREModel(nn.Module):
             (``None`` when unknown; :class:`pyg_docre.RelationExtractor` then shows P-ids).
     """
 
-    def __init__(self, config: ModelConfig, objectives: ObjectivesConfig, rel2id: dict[str, int],
-                 encoder: nn.Module | None = None):
+    def __init__(self, config: ModelConfig, rel2id: dict[str, int], *,
+                 distill_layers: Sequence[int] = (), reconstruction: bool = False,
+                 mask_ratio: float = 0.2, encoder: nn.Module | None = None):
         super().__init__()
+        if config.baseline and (distill_layers or reconstruction):
+            raise ValueError("the ATLOP baseline (model.baseline) has no GTN: no distilled "
+                             "layers and no node reconstruction")
+        if not 0.0 < mask_ratio <= 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1], got {mask_ratio}")
         self.config = config
-        self.objectives = objectives
         self.rel2id = dict(rel2id)
         self.rel_info: Optional[dict[str, str]] = None
+        self.reconstruction = bool(reconstruction)
+        self.mask_ratio = float(mask_ratio)
         if encoder is None:
             from transformers import AutoModel
             encoder = AutoModel.from_pretrained(resolve_pretrained(config.encoder))
             select_attention_implementation(encoder)
         channels = encoder.config.hidden_size
         self.channels = channels
-        distill = [] if config.baseline or objectives.distillation == "none" \
-            else list(objectives.distill_layers)
+        distill = list(distill_layers)
         num_layers = encoder.config.num_hidden_layers
         bad = [l for l in distill if not 1 <= l <= num_layers]
         if bad:
@@ -103,14 +116,8 @@ class DocREModel(nn.Module):
             self.gtn = None
             self.mask_vector = None
         else:
-            self.gtn = GTN(
-                channels, num_layers=config.gtn_layers, attention=config.attention,
-                global_head=config.global_head, graph_attention=config.graph_attention,
-                cross_attention=config.cross_attention, cross_local=config.cross_local,
-                cross_global=config.cross_global, cross_heads=config.cross_heads,
-                num_entity_embeddings=config.num_entity_embeddings,
-                num_sentence_embeddings=config.num_sentence_embeddings,
-                dropout=config.gtn_dropout)
+            check_gtn_section(config.gtn, channels)
+            self.gtn = GTN(channels, **dataclasses.asdict(config.gtn))
             self.mask_vector = nn.Parameter(torch.zeros(channels))  # device: host (init)
             nn.init.normal_(self.mask_vector, std=0.02)
         self.classifier = GroupedBilinearClassifier(
@@ -156,14 +163,14 @@ class DocREModel(nn.Module):
             if self.training:
                 out.layer_features = {l: node_features(enc.layer_hidden[l], data, view)
                                       for l in self.distill_layers}
-                if self.objectives.reconstruction and self.objectives.alpha > 0:
+                if self.reconstruction:
                     out.reconstruction = self._reconstruct(x0, view, hidden)
 
         pairs = data[PAIR_EDGE_TYPE].edge_index
         entity_ptr = node_ptr(data, "entity")
-        pair_batch = torch.bucketize(pairs[0], entity_ptr[1:], right=True)
         context = localized_context(hidden, token_ptr, enc.query_attention,
-                                    data["mention"].entity, entity_ptr, pairs, pair_batch)
+                                    data["mention"].entity, entity_ptr, pairs,
+                                    pair_batch(pairs, entity_ptr))
         out.logits = self.classifier(entity_x[pairs[0]], entity_x[pairs[1]], context)
         return out
 
@@ -172,7 +179,7 @@ class DocREModel(nn.Module):
         mentions = view.mention_pos
         if mentions.numel() == 0:
             return None
-        num_masked = max(1, round(self.objectives.mask_ratio * mentions.numel()))
+        num_masked = max(1, round(self.mask_ratio * mentions.numel()))
         masked = mentions[torch.randperm(mentions.numel(), device=mentions.device)[:num_masked]]
         keep = torch.ones(x0.size(0), 1, dtype=x0.dtype, device=x0.device)
         keep[masked] = 0
@@ -195,7 +202,8 @@ class DocREModel(nn.Module):
         meta = {
             "format": FORMAT,
             "model": dataclasses.asdict(self.config),
-            "objectives": dataclasses.asdict(self.objectives),
+            "outputs": {"distill_layers": list(self.distill_layers),
+                        "reconstruction": self.reconstruction, "mask_ratio": self.mask_ratio},
             "rel2id": self.rel2id,
             "encoder_config": self.encoder.model.config.to_dict(),
         }
@@ -224,13 +232,12 @@ class DocREModel(nn.Module):
         meta = read_checkpoint_config(directory)
         config_file = directory / CONFIG_NAME
         try:
-            model_config = _build(ModelConfig, meta["model"], "model.")
-            objectives = _build(ObjectivesConfig, meta["objectives"], "objectives.")
+            model_config, outputs = _model_arguments(meta)
         except ConfigError as err:
             raise CheckpointError(f"{config_file}: {err}") from None
         encoder = build_encoder(meta, directory)
         try:
-            model = cls(model_config, objectives, meta["rel2id"], encoder=encoder)
+            model = cls(model_config, meta["rel2id"], **outputs, encoder=encoder)
         except (ValueError, TypeError) as err:
             raise CheckpointError(f"{config_file}: cannot build the model ({err})") from None
         model.to(torch.device(map_location))
@@ -242,6 +249,33 @@ class DocREModel(nn.Module):
     def load_tokenizer(directory: str | PathLike):
         """The tokenizer saved beside a model by :meth:`save_pretrained` (local files only)."""
         return load_checkpoint_tokenizer(recover_dir(Path(directory)))
+
+
+def _model_arguments(meta: dict) -> tuple[ModelConfig, dict]:
+    """The :class:`ModelConfig` and the training outputs (``distill_layers``, ...) recorded in
+    a checkpoint's ``config.json``, through the strict config loader.
+
+    Checkpoints written before the ``model.gtn`` section (flat ``gtn_layers``, ``attention``,
+    ...) and before ``outputs`` (the whole ``objectives`` section) still load: the flat keys
+    are moved with a ``FutureWarning`` (save the model again to update the file), the outputs
+    derived from the objectives as the model of that time did.
+    """
+    values, moved = upgrade_model_section(meta["model"])
+    if moved:
+        warnings.warn(f"{CONFIG_NAME} uses the flat model keys {moved} of configs written before "
+                      f"the model.gtn section; they were read as model.gtn.* (save the model "
+                      f"again to update the file)", FutureWarning, stacklevel=3)
+    model_config = build_section(ModelConfig, values, "model.")
+    if "outputs" in meta:
+        outputs = meta["outputs"]
+        if not isinstance(outputs, dict) or set(outputs) != {"distill_layers", "reconstruction",
+                                                              "mask_ratio"}:
+            raise ConfigError(f"'outputs' must be an object with distill_layers, "
+                              f"reconstruction and mask_ratio (got {outputs!r})")
+    else:
+        objectives = build_section(ObjectivesConfig, meta["objectives"], "objectives.")
+        outputs = objectives.model_outputs(model_config.baseline)
+    return model_config, outputs
 
 
 def _first_int(value) -> int:

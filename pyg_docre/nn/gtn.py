@@ -9,7 +9,7 @@ from torch_geometric import is_compiling
 from torch_geometric.typing import OptTensor
 
 from .conv import GTNConv
-from .conv.gtn_checks import check_gtn_inputs
+from .conv.gtn_checks import check_gtn_arguments, check_gtn_inputs
 
 __all__ = ["GTN"]
 
@@ -36,8 +36,7 @@ class GTN(torch.nn.Module):
     def __init__(self, channels: int, num_layers: int = 2, token_channels: Optional[int] = None,
                  **conv_kwargs):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1 (got {num_layers})")
+        check_gtn_arguments(num_layers=num_layers)
         self.channels = channels
         self.num_layers = num_layers
         self.token_channels = channels if token_channels is None else token_channels

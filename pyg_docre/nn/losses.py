@@ -1,23 +1,17 @@
-r"""The training objectives of DocRE-BSI (paper section 2.3, eq. 5-8).
-
-.. math::
-    \mathcal{L} = \mathcal{L}_R + \alpha\,\mathcal{L}_N + \beta\,\mathcal{L}_A
+r"""The relation classification loss of DocRE-BSI and its decision rule (paper eq. 6).
 
 * :func:`adaptive_thresholding_loss` / :class:`ATLoss`: the relation classification loss
-  :math:`\mathcal{L}_R` (eq. 6, from ATLOP), and :func:`predict_relations`, its decision rule.
-* :func:`node_reconstruction_loss`: :math:`\mathcal{L}_N` (eq. 7).
-* :func:`discriminator_loss`, :func:`generator_loss`: the two sides of the structure-aware
-  adversarial distillation :math:`\mathcal{L}_A` (eq. 8, SA-KD), played against a
-  :class:`~pyg_docre.nn.discriminator.NodeDiscriminator`;
-  :func:`cosine_distillation_loss` replaces them in the "SA-KD -> KD" ablation.
+  :math:`\mathcal{L}_R` (eq. 6, from ATLOP), and :func:`predict_relations`, its decision rule
+  (used by the model's users and the evaluation).
+
+The auxiliary losses of training, :math:`\mathcal{L}_N` (eq. 7) and :math:`\mathcal{L}_A`
+(eq. 8, SA-KD), are in :mod:`pyg_docre.training.losses` and :mod:`pyg_docre.training.sakd`.
 
 All functions are pure tensor code: they work on any device and dtype and never produce NaN for
 empty inputs (an empty set of pairs or nodes gives a zero that is still connected to the
 autograd graph, so ``loss.backward()`` works unconditionally).
 """
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +21,6 @@ __all__ = [
     "ATLoss",
     "adaptive_thresholding_loss",
     "predict_relations",
-    "node_reconstruction_loss",
-    "discriminator_loss",
-    "generator_loss",
-    "cosine_distillation_loss",
 ]
 
 
@@ -155,95 +145,3 @@ def predict_relations(logits: Tensor, top_k: int | None = 4) -> Tensor:
     out[:, 1:] = above.to(logits.dtype)
     out[:, 0] = (~above.any(dim=-1)).to(logits.dtype)
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# L_N: node reconstruction (eq. 7)
-# ---------------------------------------------------------------------------------------------
-
-def node_reconstruction_loss(pred: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
-    r"""Node reconstruction loss (paper eq. 7).
-
-    .. math::
-        \mathcal{L}_N = \frac{1}{|V_{mask}|} \sum_{v \in V_{mask}}
-            \bigl(1 - \cos(F^{(L)}[v], F^{(0)}[v])\bigr)
-
-    Args:
-        pred: ``[M, d]`` GTN outputs :math:`F^{(L)}` of the masked nodes.
-        target: ``[M, d]`` their initial features :math:`F^{(0)}`; detached here (a fixed target).
-        eps: guards the cosine of a zero vector (its cosine is 0, its loss 1).
-
-    Returns:
-        a scalar in ``[0, 2]``; for ``M == 0``, a zero connected to ``pred``'s graph.
-    """
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
-    if pred.numel() == 0 or pred.size(0) == 0:
-        return _zero_like_graph(pred)
-    return (1.0 - F.cosine_similarity(pred, target.detach(), dim=-1, eps=eps)).mean()
-
-
-# ---------------------------------------------------------------------------------------------
-# L_A: structure-aware adversarial knowledge distillation (eq. 8)
-# ---------------------------------------------------------------------------------------------
-
-def _bce_to(logits: Tensor, value: float) -> Tensor:
-    if logits.numel() == 0:
-        return _zero_like_graph(logits)
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, value))
-
-
-def discriminator_loss(discriminator: Callable[[Tensor], Tensor], teacher: Tensor,
-                       student: Tensor) -> Tensor:
-    r"""The discriminator's side of SA-KD (paper eq. 8): tell GTN nodes from encoder nodes.
-
-    .. math::
-        \mathcal{L}_C = \mathrm{BCE}(C(F^{(L)}), 1) + \mathrm{BCE}(C(\hat F^{(l)}), 0)
-
-    i.e. the discriminator *maximises* :math:`\mathcal{L}_A = \log P(1|C(F^{(L)})) +
-    \log P(0|C(\hat F^{(l)}))`. Both inputs are detached: this loss trains the discriminator only.
-    Each BCE is a mean over its nodes.
-
-    Args:
-        discriminator: maps ``[n, d]`` to ``[n]`` (or ``[n, 1]``) logits of "came from the GTN",
-            e.g. :class:`~pyg_docre.nn.discriminator.NodeDiscriminator`.
-        teacher: ``[n_t, d]`` GTN output node features :math:`F^{(L)}` (label 1).
-        student: ``[n_s, d]`` node features :math:`\hat F^{(l)}` built from encoder layer ``l``
-            (label 0).
-    """
-    return (_bce_to(discriminator(teacher.detach()), 1.0)
-            + _bce_to(discriminator(student.detach()), 0.0))
-
-
-def generator_loss(discriminator: nn.Module, student: Tensor) -> Tensor:
-    r"""The encoder's (generator's) side of SA-KD: make encoder nodes pass for GTN nodes.
-
-    .. math::
-        \mathcal{L}_G = \mathrm{BCE}(C(\hat F^{(l)}), 1)
-
-    The discriminator is evaluated with :func:`torch.func.functional_call` on *detached* copies
-    of its parameters (buffers are used as they are): the gradient flows into ``student`` (and
-    from there into the encoder) only, the discriminator's parameters get no gradient (their
-    ``.grad`` stays untouched), and no ``requires_grad`` flag is ever flipped, so the step is safe
-    under concurrency, ``torch.compile`` and parameter sharing.
-
-    Args:
-        discriminator: an ``nn.Module`` mapping ``[n, d]`` to ``[n]`` (or ``[n, 1]``) logits.
-        student: ``[n, d]`` encoder-layer node features :math:`\hat F^{(l)}` (not detached).
-    """
-    params = {name: p.detach() for name, p in discriminator.named_parameters()}
-    logits = torch.func.functional_call(discriminator, params, (student,))
-    return _bce_to(logits, 1.0)
-
-
-def cosine_distillation_loss(student: Tensor, teacher: Tensor, eps: float = 1e-8) -> Tensor:
-    r"""Plain feature distillation for the "SA-KD -> KD" ablation.
-
-    .. math::
-        \mathcal{L}_{KD} = \frac{1}{n}\sum_v \bigl(1 - \cos(\hat F^{(l)}[v], F^{(L)}[v])\bigr)
-
-    Args:
-        student: ``[n, d]`` encoder-layer node features (receive the gradient).
-        teacher: ``[n, d]`` GTN output node features (detached).
-    """
-    return node_reconstruction_loss(student, teacher, eps=eps)

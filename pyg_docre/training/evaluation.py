@@ -7,7 +7,7 @@ from typing import Iterable
 import torch
 from tqdm.auto import tqdm
 
-from pyg_docre.data import PAIR_EDGE_TYPE, node_ptr
+from pyg_docre.data import PAIR_EDGE_TYPE, node_ptr, pair_batch
 from pyg_docre.nn.losses import predict_relations
 
 __all__ = ["decode_predictions", "predict"]
@@ -17,13 +17,13 @@ def decode_predictions(logits: torch.Tensor, data, id2rel: list[str], top_k: int
     """Official ``{title, h_idx, t_idx, r}`` entries for the relations predicted in a batch."""
     pairs = data[PAIR_EDGE_TYPE].edge_index
     entity_ptr = node_ptr(data, "entity")
-    pair_batch = torch.bucketize(pairs[0], entity_ptr[1:], right=True)
+    batch = pair_batch(pairs, entity_ptr)
     titles = data.title if isinstance(data.title, list) else [data.title]
     predicted = predict_relations(logits.float(), top_k=top_k)[:, 1:].nonzero().tolist()
-    pairs, pair_batch, entity_ptr = pairs.tolist(), pair_batch.tolist(), entity_ptr.tolist()
+    pairs, batch, entity_ptr = pairs.tolist(), batch.tolist(), entity_ptr.tolist()
     results = []
     for p, r in predicted:
-        b = pair_batch[p]
+        b = batch[p]
         results.append({"title": titles[b], "h_idx": pairs[0][p] - entity_ptr[b],
                         "t_idx": pairs[1][p] - entity_ptr[b], "r": id2rel[r + 1]})
     return results

@@ -193,7 +193,7 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
     if test_set is not None:
         loaders["test"] = DataLoader(distributed.shard(test_set, ctx), batch_size=eval_bs)
 
-    model = DocREModel(config.model, config.objectives, rel2id)
+    model = DocREModel(config.model, rel2id, **config.objectives.model_outputs(config.model.baseline))
     rel_info_path = (None if data_cfg.rel_info is None
                      else data_cfg.resolve(data_cfg.rel_info, base_dir))
     if rel_info_path is not None and rel_info_path.is_file():

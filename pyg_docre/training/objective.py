@@ -3,7 +3,7 @@ r"""The training objective of DocRE-BSI (paper eq. 5) and its adversarial game.
 .. math::
     \mathcal{L} = \mathcal{L}_R + \alpha\,\mathcal{L}_N + \beta\,\mathcal{L}_A
 
-One training step (per micro-batch), as DESIGN.md fixes it:
+One training step (per micro-batch), as docs/DESIGN.md fixes it:
 
 1. *Discriminator step* (:meth:`DocREObjective.discriminator_loss`, own optimiser): for each
    distilled layer ``l``, BCE(C_l(F^(L).detach()) -> 1) + BCE(C_l(\hat F^(l).detach()) -> 0).
@@ -14,7 +14,7 @@ One training step (per micro-batch), as DESIGN.md fixes it:
 
 With ``objectives.student_projection`` (the default) the student side is
 :math:`P_l(\hat F^{(l)})`, a learned residual MLP + LayerNorm per distilled layer
-(:class:`~pyg_docre.nn.discriminator.StudentProjection`), trained with the model by step 2;
+(:class:`~pyg_docre.training.sakd.StudentProjection`), trained with the model by step 2;
 see that module for why.
 """
 from __future__ import annotations
@@ -23,9 +23,11 @@ from torch import Tensor, nn
 
 from pyg_docre.config import ObjectivesConfig
 from pyg_docre.models.docre_model import DocREOutput
-from pyg_docre.nn.discriminator import NodeDiscriminator, StudentProjection
-from pyg_docre.nn.losses import (adaptive_thresholding_loss, cosine_distillation_loss,
-                                 discriminator_loss, generator_loss, node_reconstruction_loss)
+from pyg_docre.nn.losses import adaptive_thresholding_loss
+from pyg_docre.training.losses import node_reconstruction_loss
+from pyg_docre.training.sakd import (NodeDiscriminator, StudentProjection,
+                                     cosine_distillation_loss, discriminator_loss,
+                                     generator_loss)
 
 __all__ = ["DocREObjective"]
 

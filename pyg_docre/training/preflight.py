@@ -10,12 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyg_docre.config import ExperimentConfig
+from pyg_docre.errors import PreflightError
 
 __all__ = ["PreflightError", "preflight"]
-
-
-class PreflightError(ValueError):
-    """An experiment cannot start; the message names the config key and the file."""
 
 
 def preflight(config: ExperimentConfig, base_dir: str | Path = ".") -> dict:
@@ -68,8 +65,7 @@ def preflight(config: ExperimentConfig, base_dir: str | Path = ".") -> dict:
         raise PreflightError(f"model.encoder: cannot load {config.model.encoder!r}: "
                              f"{str(err).splitlines()[0]}") from None
     layers = encoder_config.num_hidden_layers
-    distill = [] if config.model.baseline or config.objectives.distillation == "none" \
-        else list(config.objectives.distill_layers)
+    distill = config.objectives.model_outputs(config.model.baseline)["distill_layers"]
     bad = [l for l in distill if not 1 <= l <= layers]
     if bad:
         raise PreflightError(f"objectives.distill_layers: {bad} outside 1..{layers} (layers of "

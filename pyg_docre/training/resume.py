@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from pyg_docre.errors import ResumeError
 from pyg_docre.io import atomic_write_dir, recover_dir
 
 if TYPE_CHECKING:
@@ -39,10 +40,6 @@ __all__ = ["ResumeError", "Progress", "save_training_state", "load_training_stat
 
 STATE_NAME = "state.json"
 FORMAT = "pyg_docre.training_state/1"
-
-
-class ResumeError(ValueError):
-    """A resume folder is missing, damaged, or does not belong to this run; names the file."""
 
 
 @dataclass

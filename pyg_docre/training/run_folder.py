@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from pyg_docre.config import yaml_load
+from pyg_docre.config import ConfigError, upgrade_model_section, yaml_load
+from pyg_docre.errors import RunFolderError
 from pyg_docre.io import atomic_write_text
 
 __all__ = ["RunFolderError", "RUN_STATE", "prepare_run_folder", "read_run_state",
@@ -29,10 +30,6 @@ __all__ = ["RunFolderError", "RUN_STATE", "prepare_run_folder", "read_run_state"
 RUN_STATE = "run_state.json"
 #: Files that mark a folder as one of ours (``--overwrite`` clears only such folders).
 _RUN_MARKERS = (RUN_STATE, "config.yaml", "metrics.json", "train.log")
-
-
-class RunFolderError(ValueError):
-    """The output folder cannot be used as asked; the message says why and what to do."""
 
 
 def _now() -> str:
@@ -102,6 +99,11 @@ def prepare_run_folder(output_dir: Path, config_dict: dict, *, resume: bool = Fa
             saved = yaml_load(saved_config.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
             raise RunFolderError(f"{saved_config}: not valid YAML ({err})") from None
+        if isinstance(saved.get("model"), dict):     # runs started before the model.gtn section
+            try:
+                saved["model"] = upgrade_model_section(saved["model"])[0]
+            except ConfigError as err:
+                raise RunFolderError(f"{saved_config}: {err}") from None
         differing = _config_differences(saved, config_dict)
         if differing:
             raise RunFolderError(f"{output_dir}: cannot resume with a different configuration "

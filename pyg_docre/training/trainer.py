@@ -14,13 +14,11 @@ import contextlib
 import functools
 import logging
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
@@ -29,8 +27,9 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from pyg_docre.config import TrainingConfig
-from pyg_docre.data import PAIR_EDGE_TYPE
+from pyg_docre.data import PAIR_EDGE_TYPE, id2rel
 from pyg_docre.models.docre_model import DocREModel
+from pyg_docre.utils import set_seed
 
 from .distributed import (DistributedContext, all_reduce_gradients, all_reduce_mean, barrier,
                           gather_lists)
@@ -41,13 +40,6 @@ from .resume import Progress, load_training_state, save_training_state
 __all__ = ["set_seed", "resolve_device", "autocast_factory", "Trainer", "EpochRecord"]
 
 log = logging.getLogger("pyg_docre.train")
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -136,7 +128,7 @@ class Trainer:
         self.evaluate_dev = evaluate_dev
         self.checkpoint_dir = Path(checkpoint_dir)
         self.tokenizer = tokenizer
-        self.id2rel = [r for r, _ in sorted(model.rel2id.items(), key=lambda kv: kv[1])]
+        self.id2rel = id2rel(model.rel2id)
 
         batches = len(self.train_loader)
         if config.max_steps_per_epoch is not None:

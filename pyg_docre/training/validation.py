@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from pyg_docre.config import ConfigError, ExperimentConfig, SplitConfig
+from pyg_docre.config import ConfigError, ExperimentConfig, SplitConfig, check_gtn_section
 from pyg_docre.pretrained import EMBEDDED_ENCODER
 
 __all__ = ["validate_runtime", "check_device", "check_encoder", "count_documents"]
@@ -105,15 +105,17 @@ def _check_split(config: ExperimentConfig, name: str, split: SplitConfig, base: 
 
 
 def _check_distill_layers(config: ExperimentConfig, encoder_config: Path) -> None:
-    """``objectives.distill_layers`` must be layers of the encoder (when it says how many)."""
-    if config.model.baseline or config.objectives.distillation == "none":
-        return
+    """``objectives.distill_layers`` must be layers of the encoder, and ``model.gtn``'s heads
+    must divide its hidden size (when its config says)."""
     try:
-        num_layers = json.loads(encoder_config.read_text(encoding="utf-8"))["num_hidden_layers"]
+        encoder = json.loads(encoder_config.read_text(encoding="utf-8"))
+        num_layers, hidden_size = encoder["num_hidden_layers"], encoder["hidden_size"]
     except (OSError, ValueError, KeyError, TypeError):
         return      # the model loader reports an unreadable encoder config itself
-    bad = [l for l in config.objectives.distill_layers
-           if not isinstance(l, int) or not 1 <= l <= num_layers]
+    if not config.model.baseline and isinstance(hidden_size, int):
+        check_gtn_section(config.model.gtn, hidden_size)
+    distill = config.objectives.model_outputs(config.model.baseline)["distill_layers"]
+    bad = [l for l in distill if not isinstance(l, int) or not 1 <= l <= num_layers]
     if bad:
         raise ConfigError(f"objectives.distill_layers: {bad} outside 1..{num_layers} (the layers "
                           f"of {config.model.encoder})")

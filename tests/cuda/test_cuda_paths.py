@@ -54,8 +54,8 @@ def test_sparse_equals_dense_and_chunked(device, graphs):
 def test_long_document_windows_on_device(device, graphs, rel2id):
     """Documents longer than the encoder window (128 tokens: several windows each) train."""
     torch.manual_seed(0)
-    model = DocREModel(ModelConfig(max_length=128), ObjectivesConfig(distill_layers=[3, 6]),
-                       rel2id).to(device).train()
+    model = DocREModel(ModelConfig(max_length=128), rel2id,
+                       **ObjectivesConfig(distill_layers=[3, 6]).model_outputs()).to(device).train()
     batch = next(iter(DataLoader(graphs[:2], batch_size=2))).to(device)
     enc = model.encoder(batch["token"].input_ids, batch["token"].ptr,
                         query_index=batch["mention"].token_index)
@@ -73,7 +73,7 @@ def test_training_steps_in_every_precision(device, graphs, rel2id, tmp_path, pre
         pytest.skip("fp16 autocast is a CUDA path")
     torch.manual_seed(0)
     objectives = ObjectivesConfig(distill_layers=[3, 6])
-    model = DocREModel(ModelConfig(), objectives, rel2id)
+    model = DocREModel(ModelConfig(), rel2id, **objectives.model_outputs())
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
     config = TrainingConfig(epochs=1, batch_size=2, device=str(device), precision=precision)
     trainer = Trainer(model, objective, config, graphs, dev_loader=[],
@@ -91,7 +91,8 @@ def test_training_steps_in_every_precision(device, graphs, rel2id, tmp_path, pre
 
 def test_save_and_load_on_device(device, graphs, rel2id, tokenizer, tmp_path):
     torch.manual_seed(0)
-    model = DocREModel(ModelConfig(), ObjectivesConfig(), rel2id).to(device).eval()
+    model = DocREModel(ModelConfig(), rel2id,
+                       **ObjectivesConfig().model_outputs()).to(device).eval()
     model.save_pretrained(tmp_path / "ckpt", tokenizer=tokenizer)
     loaded = DocREModel.from_pretrained(tmp_path / "ckpt", map_location=device).eval()
     assert _on(loaded, device)

@@ -1,4 +1,4 @@
-"""build_hdg on real Re-DocRED documents gives exactly the node and edge sets of DESIGN.md.
+"""build_hdg on real Re-DocRED documents gives exactly the node and edge sets of docs/DESIGN.md.
 
 The expected sets are computed here from the raw document by brute force, independently of the
 builder's own bookkeeping.

@@ -1,5 +1,5 @@
 """Property-based tests (hypothesis): generated DocRED documents through the reader and
-``build_hdg``. Valid documents give graphs with the node counts and order of DESIGN.md and
+``build_hdg``. Valid documents give graphs with the node counts and order of docs/DESIGN.md and
 consistent edges; malformed documents raise DocREDFormatError and nothing else.
 
 A fast set runs in the default suite; ``-m slow`` runs >= 1,000 generated documents."""

@@ -1,5 +1,6 @@
 """Saved models: atomic saves, loading on the requested device, and a named CheckpointError
 for every kind of damage (never a library traceback, never the network)."""
+import dataclasses
 import json
 import os
 import shutil
@@ -7,14 +8,15 @@ import shutil
 import pytest
 import torch
 
-from pyg_docre.config import ModelConfig, ObjectivesConfig
+from pyg_docre.config import GTNConfig, ModelConfig, ObjectivesConfig
 from pyg_docre.models import CheckpointError, DocREModel
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory, rel2id, tokenizer):
     torch.manual_seed(0)
-    model = DocREModel(ModelConfig(gtn_layers=1), ObjectivesConfig(distill_layers=[6]), rel2id)
+    model = DocREModel(ModelConfig(gtn=GTNConfig(num_layers=1)), rel2id,
+                       **ObjectivesConfig(distill_layers=[6]).model_outputs())
     directory = tmp_path_factory.mktemp("ckpt") / "model"
     model.save_pretrained(directory, tokenizer=tokenizer)
     return model, directory
@@ -70,8 +72,12 @@ DAMAGE = {
     "empty weights": (lambda p: (p / "model.safetensors").write_bytes(b""), "model.safetensors"),
     "random weights": (lambda p: (p / "model.safetensors").write_bytes(os.urandom(4096)),
                        "model.safetensors"),
-    "other architecture": (lambda p: _corrupt_config(p, lambda m: m["model"].update(gtn_layers=2)),
-                           "do not match the architecture"),
+    "other architecture": (lambda p: _corrupt_config(
+        p, lambda m: m["model"]["gtn"].update(num_layers=2)), "do not match the architecture"),
+    "flat and nested key": (lambda p: _corrupt_config(p, lambda m: m["model"].update(
+        gtn_layers=1)), "model.gtn_layers and model.gtn.num_layers are both given"),
+    "bad outputs": (lambda p: _corrupt_config(p, lambda m: m["outputs"].pop("mask_ratio")),
+                    "'outputs' must be an object"),
 }
 
 
@@ -99,3 +105,21 @@ def test_tokenizer_damage_is_a_checkpoint_error_without_network(copy, kind):
 def test_loads_directly_onto_cuda(saved):
     loaded = DocREModel.from_pretrained(saved[1], map_location="cuda")
     assert {p.device.type for p in loaded.parameters()} == {"cuda"}
+
+
+def test_checkpoints_of_the_flat_model_layout_still_load(saved, copy):
+    """config.json of models saved before the model.gtn section: flat keys and the whole
+    objectives section instead of ``outputs``."""
+    model, _ = saved
+    meta = json.loads((copy / "config.json").read_text())
+    gtn = meta["model"].pop("gtn")
+    meta["model"].update(gtn_layers=gtn.pop("num_layers"), gtn_dropout=gtn.pop("dropout"), **gtn)
+    del meta["outputs"]
+    meta["objectives"] = dataclasses.asdict(ObjectivesConfig(distill_layers=[6]))
+    (copy / "config.json").write_text(json.dumps(meta))
+    with pytest.warns(FutureWarning, match="model.gtn"):
+        loaded = DocREModel.from_pretrained(copy)
+    assert loaded.config == model.config
+    assert (loaded.distill_layers, loaded.reconstruction) == ([6], True)
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name

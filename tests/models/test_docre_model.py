@@ -20,7 +20,8 @@ def batch(dev_docs, tokenizer, rel2id):
 @pytest.fixture(scope="module")
 def model(rel2id):
     torch.manual_seed(0)
-    return DocREModel(ModelConfig(), ObjectivesConfig(distill_layers=[3, 6]), rel2id)
+    return DocREModel(ModelConfig(), rel2id,
+                      **ObjectivesConfig(distill_layers=[3, 6]).model_outputs())
 
 
 def test_scatter_logsumexp_matches_torch():
@@ -98,7 +99,8 @@ def test_forward_shapes_and_auxiliary_outputs(model, batch):
 
 
 def test_baseline_has_no_graph_part(rel2id, batch):
-    base = DocREModel(ModelConfig(baseline=True), ObjectivesConfig(), rel2id)
+    base = DocREModel(ModelConfig(baseline=True), rel2id,
+                      **ObjectivesConfig().model_outputs(baseline=True))
     assert base.gtn is None and base.distill_layers == []
     base.train()
     out = base(batch)
@@ -132,7 +134,7 @@ def test_save_and_reload_without_pickle(model, batch, tmp_path, tokenizer):
 
 def test_bad_distill_layer_is_a_clear_error(rel2id):
     with pytest.raises(ValueError, match=r"distill_layers: \[7\] outside 1..6"):
-        DocREModel(ModelConfig(), ObjectivesConfig(distill_layers=[7]), rel2id)
+        DocREModel(ModelConfig(), rel2id, **ObjectivesConfig(distill_layers=[7]).model_outputs())
 
 
 def test_grouped_bilinear_matches_the_block_formula():

@@ -1,4 +1,4 @@
-"""Random graphs shaped like batched HDGs (DESIGN.md), in the homogeneous view of GTNConv."""
+"""Random graphs shaped like batched HDGs (docs/DESIGN.md), in the homogeneous view of GTNConv."""
 from __future__ import annotations
 
 import random

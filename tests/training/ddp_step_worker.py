@@ -17,24 +17,24 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 #: dev_revised.json documents 36 and 96: 5 entities, 8 mentions each, under 200 words.
 DOCUMENTS = (36, 96)
 
 
 def make_trainer(graphs, tmp: Path, ctx=None):
-    from pyg_docre.config import ModelConfig, ObjectivesConfig, TrainingConfig
+    from pyg_docre.config import GTNConfig, ModelConfig, ObjectivesConfig, TrainingConfig
     from pyg_docre.models.docre_model import DocREModel
     from pyg_docre.training.objective import DocREObjective
     from pyg_docre.training.trainer import Trainer
     from pyg_docre.data import load_rel2id
-    from conftest import find_dataset_file
+    from pyg_docre.paths import find_dataset_file
 
     rel2id = load_rel2id(find_dataset_file("docred-meta", "rel2id.json"))
     torch.manual_seed(0)
     objectives = ObjectivesConfig(distill_layers=[3, 6], mask_ratio=1.0)
-    model = DocREModel(ModelConfig(gtn_dropout=0.0), objectives, rel2id)
+    model = DocREModel(ModelConfig(gtn=GTNConfig(dropout=0.0)), rel2id,
+                       **objectives.model_outputs())
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
     for module in [*model.modules(), *objective.modules()]:
         if isinstance(module, torch.nn.Dropout):
@@ -50,7 +50,7 @@ def make_trainer(graphs, tmp: Path, ctx=None):
 def load_graphs():
     from pyg_docre.data import build_hdg, load_docred, load_rel2id
     from pyg_docre.pretrained import load_tokenizer
-    from conftest import find_dataset_file
+    from pyg_docre.paths import find_dataset_file
 
     docs = load_docred(find_dataset_file("re-docred", "dev_revised.json"))
     rel2id = load_rel2id(find_dataset_file("docred-meta", "rel2id.json"))

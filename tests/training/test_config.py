@@ -44,8 +44,12 @@ def test_unknown_key_names_the_key(tmp_path):
 def test_types_and_choices_are_checked():
     with pytest.raises(ConfigError, match=r"training.epochs: 'ten' has the wrong type"):
         config_from_dict({**BASE, "training": {"epochs": "ten"}})
-    with pytest.raises(ConfigError, match=r"model.attention: 'fast' is not one of"):
-        config_from_dict({**BASE, "model": {"attention": "fast"}})
+    with pytest.raises(ConfigError, match=r"model.gtn.attention: attention must be one of"):
+        config_from_dict({**BASE, "model": {"gtn": {"attention": "fast"}}})
+    with pytest.raises(ConfigError, match=r"model.gtn.num_layers: num_layers must be >= 1"):
+        config_from_dict({**BASE, "model": {"gtn": {"num_layers": 0}}})
+    with pytest.raises(ConfigError, match=r"model.gtn.cross_heads: .* must be even"):
+        config_from_dict({**BASE, "model": {"gtn": {"cross_heads": 3}}})
     with pytest.raises(ConfigError, match=r"data.train.file: required"):
         config_from_dict({})
     config = config_from_dict({**BASE, "training": {"lr_new": 1}})
@@ -101,3 +105,24 @@ def test_document_ranges_beyond_the_file_are_errors_not_clamped():
     assert parse_doc_range("0:6", 6) == list(range(6))
     with pytest.raises(ValueError, match="list must hold"):
         parse_doc_range([0, "1"], 6)
+
+
+@pytest.mark.parametrize("old, new", [("attention", "attention"), ("gtn_layers", "num_layers"),
+                                      ("gtn_dropout", "dropout"), ("cross_heads", "cross_heads")])
+def test_flat_gtn_keys_name_their_new_key(old, new):
+    with pytest.raises(ConfigError, match=rf"model.{old}: moved to model.gtn.{new}"):
+        config_from_dict({**BASE, "model": {old: 1}})
+
+
+def test_gtn_section_maps_one_to_one_onto_the_gtn_arguments():
+    import dataclasses
+    import inspect
+
+    from pyg_docre.config import GTNConfig
+    from pyg_docre.nn import GTN, GTNConv
+
+    accepted = (set(inspect.signature(GTN.__init__).parameters)
+                | set(inspect.signature(GTNConv.__init__).parameters))
+    assert {f.name for f in dataclasses.fields(GTNConfig)} <= accepted
+    gtn = GTN(16, **dataclasses.asdict(GTNConfig(num_layers=1, dropout=0.0)))
+    assert gtn.num_layers == 1 and gtn.convs[0].dropout == 0.0

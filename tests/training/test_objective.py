@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from pyg_docre.config import ModelConfig, ObjectivesConfig
+from pyg_docre.config import GTNConfig, ModelConfig, ObjectivesConfig
 from pyg_docre.data import PAIR_EDGE_TYPE, build_hdg
 from pyg_docre.models.docre_model import DocREModel
 from pyg_docre.training.objective import DocREObjective
@@ -29,7 +29,8 @@ def _changed(module, snapshot):
 def test_discriminator_and_model_steps_touch_only_their_side(setup, student_projection):
     batch, rel2id = setup
     objectives = ObjectivesConfig(distill_layers=[3, 6], student_projection=student_projection)
-    model = DocREModel(ModelConfig(gtn_dropout=0.0), objectives, rel2id).train()
+    model = DocREModel(ModelConfig(gtn=GTNConfig(dropout=0.0)), rel2id,
+                       **objectives.model_outputs()).train()
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
     assert sorted(objective.discriminators) == ["3", "6"]
     assert sorted(objective.student_heads) == (["3", "6"] if student_projection else [])
@@ -68,7 +69,8 @@ def test_student_projection_is_applied_before_the_discriminator(setup):
     """The discriminator sees P_l(F^(l)), not F^(l): a head mapping to a constant changes L_A."""
     batch, rel2id = setup
     objectives = ObjectivesConfig(distill_layers=[6], reconstruction=False)
-    model = DocREModel(ModelConfig(gtn_dropout=0.0), objectives, rel2id).train()
+    model = DocREModel(ModelConfig(gtn=GTNConfig(dropout=0.0)), rel2id,
+                       **objectives.model_outputs()).train()
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
     out = model(batch)
     features = out.layer_features[6]
@@ -90,7 +92,7 @@ def test_student_projection_is_applied_before_the_discriminator(setup):
 def test_kd_ablation_and_baseline_losses(setup):
     batch, rel2id = setup
     kd = ObjectivesConfig(distillation="kd", distill_layers=[6])
-    model = DocREModel(ModelConfig(), kd, rel2id).train()
+    model = DocREModel(ModelConfig(), rel2id, **kd.model_outputs()).train()
     objective = DocREObjective(kd, model.channels, model.distill_layers)
     assert not objective.adversarial and len(objective.discriminators) == 0
     assert sorted(objective.student_heads) == ["6"]
@@ -100,7 +102,8 @@ def test_kd_ablation_and_baseline_losses(setup):
     assert 0.0 <= parts["L_A"] <= 2.0            # a cosine distance
 
     base_cfg = ObjectivesConfig()
-    base = DocREModel(ModelConfig(baseline=True), base_cfg, rel2id).train()
+    base = DocREModel(ModelConfig(baseline=True), rel2id,
+                      **base_cfg.model_outputs(baseline=True)).train()
     base_objective = DocREObjective(base_cfg, base.channels, base.distill_layers)
     _, parts = base_objective.model_loss(base(batch), batch[PAIR_EDGE_TYPE].y)
     assert set(parts) == {"L_R", "loss"} and parts["L_R"] == parts["loss"]

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from pyg_docre.config import ModelConfig, ObjectivesConfig, TrainingConfig
+from pyg_docre.config import GTNConfig, ModelConfig, ObjectivesConfig, TrainingConfig
 from pyg_docre.data import build_hdg
 from pyg_docre.models.docre_model import DocREModel
 from pyg_docre.training.objective import DocREObjective
@@ -21,7 +21,8 @@ def graphs(dev_docs, tokenizer, rel2id):
 def _trainer(graphs, rel2id, tmp_path, state_dir=None):
     torch.manual_seed(0)
     objectives = ObjectivesConfig(distill_layers=[6])
-    model = DocREModel(ModelConfig(gtn_layers=1), objectives, rel2id)
+    model = DocREModel(ModelConfig(gtn=GTNConfig(num_layers=1)), rel2id,
+                       **objectives.model_outputs())
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
     config = TrainingConfig(epochs=2, batch_size=2, device="cpu", save_every_steps=1, seed=3)
     # A "dev score" that depends on the trained weights only.

@@ -116,3 +116,21 @@ def test_run_py_reports_config_problems_in_one_line(tmp_path):
     assert "data.train.docs" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_run_started_with_flat_gtn_keys_can_be_resumed(tmp_path):
+    """config.yaml of a run folder written before the model.gtn section compares equal."""
+    import yaml
+
+    from pyg_docre.training.run_folder import prepare_run_folder
+
+    current = _config().to_dict()
+    saved = json.loads(json.dumps(current))
+    gtn = saved["model"].pop("gtn")
+    saved["model"].update(gtn_layers=gtn.pop("num_layers"), gtn_dropout=gtn.pop("dropout"), **gtn)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert prepare_run_folder(tmp_path, current, resume=True) == "resume"
+    saved["model"]["gtn_dropout"] = 0.5
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(RunFolderError, match=r"differs in model.gtn.dropout"):
+        prepare_run_folder(tmp_path, current, resume=True)

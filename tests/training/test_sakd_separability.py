@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_separability_report(tmp_path, redocred_dev_path, rel2id, tokenizer):
-    model = DocREModel(ModelConfig(), ObjectivesConfig(distill_layers=[3, 6]), rel2id)
+    model = DocREModel(ModelConfig(), rel2id,
+                       **ObjectivesConfig(distill_layers=[3, 6]).model_outputs())
     model.save_pretrained(tmp_path / "model", tokenizer=tokenizer)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "sakd_separability.py"),
@@ -28,7 +29,8 @@ def test_separability_report(tmp_path, redocred_dev_path, rel2id, tokenizer):
 
 
 def test_separability_rejects_a_baseline(tmp_path, redocred_dev_path, rel2id, tokenizer):
-    model = DocREModel(ModelConfig(baseline=True), ObjectivesConfig(), rel2id)
+    model = DocREModel(ModelConfig(baseline=True), rel2id,
+                       **ObjectivesConfig().model_outputs(baseline=True))
     model.save_pretrained(tmp_path / "base", tokenizer=tokenizer)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "sakd_separability.py"),

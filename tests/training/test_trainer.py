@@ -17,7 +17,7 @@ def graphs(dev_docs, tokenizer, rel2id):
 def _trainer(graphs, rel2id, tmp_path, **training):
     torch.manual_seed(0)
     objectives = ObjectivesConfig(distill_layers=[6])
-    model = DocREModel(ModelConfig(), objectives, rel2id)
+    model = DocREModel(ModelConfig(), rel2id, **objectives.model_outputs())
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
     config = TrainingConfig(**{"epochs": 1, "batch_size": 2, "device": "cpu", **training})
     scores = iter([{"f1": 10.0, "ign_f1": 9.0}, {"f1": 5.0, "ign_f1": 4.0}])

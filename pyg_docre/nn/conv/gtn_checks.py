@@ -1,12 +1,84 @@
-"""Input checks of :class:`~pyg_docre.nn.conv.GTNConv`: shapes, dtypes, index ranges, sorted
-batches, and edges that stay inside their document, each error naming the argument."""
+"""Checks of :class:`~pyg_docre.nn.conv.GTNConv` and :class:`~pyg_docre.nn.GTN`, each error
+naming the argument:
+
+* :func:`check_gtn_arguments`: the constructor arguments (the one place they are validated: the
+  layer, the stack, the ``attention`` setter and the ``model.gtn`` config section call it);
+* :func:`check_gtn_inputs`: the forward inputs (shapes, dtypes, index ranges, sorted batches,
+  edges that stay inside their document).
+"""
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from torch import Tensor
 from torch_geometric.typing import OptTensor
 
-__all__ = ["check_gtn_inputs"]
+__all__ = ["GTNArgumentError", "ATTENTION_MODES", "GRAPH_ATTENTION_MODES",
+           "check_gtn_arguments", "check_gtn_inputs"]
+
+ATTENTION_MODES = ("sparse", "dense")
+GRAPH_ATTENTION_MODES = ("graph", "self")
+
+
+class GTNArgumentError(ValueError):
+    """An invalid constructor argument of :class:`GTNConv` / :class:`GTN`; :attr:`argument`
+    names it (the config maps it to ``model.gtn.<argument>``)."""
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(message)
+        self.argument = argument
+
+
+def check_gtn_arguments(channels: Optional[int] = None, *, num_layers: int = 1,
+                        num_edge_types: int = 3, cross_heads: int = 4,
+                        num_entity_embeddings: int = 64, num_sentence_embeddings: int = 64,
+                        dropout: float = 0.0, attention: str = "sparse",
+                        graph_attention: str = "graph", cross_attention: bool = True,
+                        cross_local: bool = True, cross_global: bool = True,
+                        cross_chunk_edges: Optional[int] = 1, **_ignored) -> None:
+    """Raise a :class:`GTNArgumentError` for the first invalid argument.
+
+    ``channels=None`` skips the checks that need the feature size (divisibility by the heads):
+    that is how the config checks its ``model.gtn`` section before the encoder is known.
+    Arguments that need no check (``global_head``, ``bias``, ...) are accepted and ignored.
+    """
+    def fail(argument: str, message: str):
+        raise GTNArgumentError(argument, message)
+
+    if num_layers < 1:
+        fail("num_layers", f"num_layers must be >= 1 (got {num_layers})")
+    if num_edge_types < 1:
+        fail("num_edge_types", f"num_edge_types must be >= 1 (got {num_edge_types})")
+    if channels is not None and channels % (num_edge_types + 1) != 0:
+        fail("channels", f"channels ({channels}) must be divisible by num_edge_types + 1 "
+                         f"({num_edge_types + 1}), the number of graph-attention heads")
+    if attention not in ATTENTION_MODES:
+        fail("attention", f"attention must be one of {ATTENTION_MODES} (got {attention!r})")
+    if graph_attention not in GRAPH_ATTENTION_MODES:
+        fail("graph_attention", f"graph_attention must be one of {GRAPH_ATTENTION_MODES} "
+                                f"(got {graph_attention!r})")
+    if not 0.0 <= dropout <= 1.0:
+        fail("dropout", f"dropout must be in [0, 1] (got {dropout})")
+    if cross_chunk_edges is not None and cross_chunk_edges < 1:
+        fail("cross_chunk_edges",
+             f"cross_chunk_edges must be >= 1 or None (got {cross_chunk_edges})")
+    for argument, value in (("num_entity_embeddings", num_entity_embeddings),
+                            ("num_sentence_embeddings", num_sentence_embeddings)):
+        if value < 1:
+            fail(argument, "num_entity_embeddings and num_sentence_embeddings must be >= 1")
+    if cross_attention:
+        if not (cross_local or cross_global):
+            fail("cross_local", "cross_local=False and cross_global=False leave no cross head; "
+                                "use cross_attention=False to drop the sublayer")
+        if cross_heads < 1:
+            fail("cross_heads", f"cross_heads must be >= 1 (got {cross_heads})")
+        if channels is not None and channels % cross_heads != 0:
+            fail("cross_heads", f"channels ({channels}) must be divisible by cross_heads "
+                                f"({cross_heads})")
+        if cross_local and cross_global and cross_heads % 2 != 0:
+            fail("cross_heads", f"cross_heads ({cross_heads}) must be even to split into "
+                                f"global and local halves")
 
 
 def check_gtn_inputs(conv, x: Tensor, edge_index: OptTensor, edge_type: OptTensor,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple, Union, overload
 
 import torch
 import torch.nn.functional as F
@@ -16,15 +16,11 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import add_self_loops, scatter, softmax
 
-from .gtn_checks import check_gtn_inputs
-from ..attention import (document_attention, document_sizes, local_positions, masked_softmax,
-                         to_dense_heads)
+from .gtn_checks import check_gtn_arguments, check_gtn_inputs
+from .gtn_dense import dense_cross_attention, dense_local_heads, dense_self_attention
+from ..attention import document_attention
 
 __all__ = ["GTNConv"]
-
-_ATTENTION_MODES = ("sparse", "dense")
-_GRAPH_ATTENTION = ("graph", "self")
-
 
 class GTNConv(MessagePassing):
     r"""The Graph-Transformer Network (GTN) layer from the `"Exploring Effective Inter-Encoder
@@ -176,28 +172,13 @@ class GTNConv(MessagePassing):
         kwargs.setdefault("aggr", "add")
         super().__init__(node_dim=0, **kwargs)
 
-        if num_edge_types < 1:
-            raise ValueError(f"num_edge_types must be >= 1 (got {num_edge_types})")
-        if channels % (num_edge_types + 1) != 0:
-            raise ValueError(f"channels ({channels}) must be divisible by num_edge_types + 1 "
-                             f"({num_edge_types + 1}), the number of graph-attention heads")
-        if graph_attention not in _GRAPH_ATTENTION:
-            raise ValueError(f"graph_attention must be one of {_GRAPH_ATTENTION} "
-                             f"(got {graph_attention!r})")
-        if cross_chunk_edges is not None and cross_chunk_edges < 1:
-            raise ValueError(f"cross_chunk_edges must be >= 1 or None (got {cross_chunk_edges})")
-        if num_entity_embeddings < 1 or num_sentence_embeddings < 1:
-            raise ValueError("num_entity_embeddings and num_sentence_embeddings must be >= 1")
-        if cross_attention:
-            if not (cross_local or cross_global):
-                raise ValueError("cross_local=False and cross_global=False leave no cross "
-                                 "head; use cross_attention=False to drop the sublayer")
-            if cross_heads < 1 or channels % cross_heads != 0:
-                raise ValueError(f"channels ({channels}) must be divisible by cross_heads "
-                                 f"({cross_heads})")
-            if cross_local and cross_global and cross_heads % 2 != 0:
-                raise ValueError(f"cross_heads ({cross_heads}) must be even to split into "
-                                 f"global and local halves")
+        check_gtn_arguments(
+            channels, num_edge_types=num_edge_types, cross_heads=cross_heads,
+            num_entity_embeddings=num_entity_embeddings,
+            num_sentence_embeddings=num_sentence_embeddings, dropout=dropout,
+            attention=attention, graph_attention=graph_attention,
+            cross_attention=cross_attention, cross_local=cross_local, cross_global=cross_global,
+            cross_chunk_edges=cross_chunk_edges)
 
         self.channels = channels
         self.token_channels = channels if token_channels is None else token_channels
@@ -272,8 +253,7 @@ class GTNConv(MessagePassing):
 
     @attention.setter
     def attention(self, value: str) -> None:
-        if value not in _ATTENTION_MODES:
-            raise ValueError(f"attention must be one of {_ATTENTION_MODES} (got {value!r})")
+        check_gtn_arguments(attention=value)
         self._attention = value
 
     def reset_parameters(self):
@@ -307,6 +287,40 @@ class GTNConv(MessagePassing):
                 f"cross_heads={self.cross_heads}, attention={self.attention!r}{extra})")
 
     # ------------------------------------------------------------------------------------------
+    @overload
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: OptTensor = None,
+        edge_type: OptTensor = None,
+        batch: OptTensor = None,
+        node_entity: OptTensor = None,
+        sentence_index: OptTensor = None,
+        token_x: OptTensor = None,
+        token_batch: OptTensor = None,
+        token_edge_index: OptTensor = None,
+        return_attention_weights: None = None,
+        check_inputs: Optional[bool] = None,
+    ) -> Tensor:
+        ...
+
+    @overload
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: OptTensor = None,
+        edge_type: OptTensor = None,
+        batch: OptTensor = None,
+        node_entity: OptTensor = None,
+        sentence_index: OptTensor = None,
+        token_x: OptTensor = None,
+        token_batch: OptTensor = None,
+        token_edge_index: OptTensor = None,
+        return_attention_weights: bool = ...,
+        check_inputs: Optional[bool] = None,
+    ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+        ...
+
     def forward(
         self,
         x: Tensor,
@@ -428,7 +442,8 @@ class GTNConv(MessagePassing):
             if self.attention == "sparse":
                 out = document_attention(query, key, value, batch, batch, num_docs, p)
             else:
-                out = self._dense_self_attention(query, key, value, batch, batch, num_docs)
+                out = dense_self_attention(query, key, value, batch, batch, num_docs, p,
+                                           self.training)
             return out.reshape(N, self.heads * d), None
 
         assert edge_index is not None and edge_type is not None
@@ -438,8 +453,8 @@ class GTNConv(MessagePassing):
             local, alpha = self._sparse_local_heads(query, key, value[:, :K], edge_index,
                                                     edge_type)
         else:
-            local, alpha = self._dense_local_heads(query, key, value[:, :K], edge_index,
-                                                   edge_type, batch, num_docs, need_alpha)
+            local, alpha = dense_local_heads(query, key, value[:, :K], edge_index, edge_type,
+                                             batch, num_docs, need_alpha, p, self.training)
         parts = [local]
         if self.global_head:
             assert node_entity is not None and sentence_index is not None
@@ -451,7 +466,8 @@ class GTNConv(MessagePassing):
             if self.attention == "sparse":
                 parts.append(document_attention(q_g, k_g, v_g, batch, batch, num_docs, p))
             else:
-                parts.append(self._dense_self_attention(q_g, k_g, v_g, batch, batch, num_docs))
+                parts.append(dense_self_attention(q_g, k_g, v_g, batch, batch, num_docs, p,
+                                                  self.training))
         out = torch.cat(parts, dim=1).reshape(N, self.heads * d)
 
         attn = None
@@ -480,47 +496,6 @@ class GTNConv(MessagePassing):
         assert alpha is not None
         return out.view(N, K, d), alpha.view(-1)
 
-    def _dense_local_heads(self, query: Tensor, key: Tensor, value: Tensor, edge_index: Tensor,
-                           edge_type: Tensor, batch: OptTensor, num_docs: int, need_alpha: bool
-                           ) -> Tuple[Tensor, Optional[Tensor]]:
-        """Edge-type heads with ``[B, K, N_max, N_max]`` masked score matrices (eq. 1)."""
-        N, K, d = query.shape
-        q, mask = to_dense_heads(query, batch, num_docs)              # [B, K, Nm, d]
-        k, _ = to_dense_heads(key, batch, num_docs)
-        v, _ = to_dense_heads(value, batch, num_docs)
-        B, Nm = mask.shape
-        sizes = document_sizes(batch, N, num_docs, query.device)
-        pos = local_positions(batch, sizes, N, query.device)
-        doc = batch if batch is not None else torch.zeros_like(pos)
-        src, dst = edge_index[0], edge_index[1]
-        adj = torch.zeros(B, K, Nm, Nm, dtype=torch.bool, device=query.device)
-        adj[doc[dst], edge_type, pos[dst], pos[src]] = True
-        diag = torch.arange(Nm, device=query.device)
-        adj[:, :, diag, diag] = True                                  # self loops
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d)
-        probs = masked_softmax(scores, adj)
-        weights = F.dropout(probs, self.attention_dropout, self.training)
-        out = (weights @ v).transpose(1, 2)[mask]                     # [N, K, d]
-        alpha = None
-        if need_alpha:
-            node = torch.arange(N, device=query.device).repeat_interleave(K)
-            head = torch.arange(K, device=query.device).repeat(N)
-            alpha = torch.cat([probs[doc[dst], edge_type, pos[dst], pos[src]],
-                               probs[doc[node], head, pos[node], pos[node]]])
-        return out, alpha
-
-    def _dense_self_attention(self, query: Tensor, key: Tensor, value: Tensor,
-                              query_batch: OptTensor, key_batch: OptTensor,
-                              num_docs: int) -> Tensor:
-        """Unmasked heads within documents with explicit ``[B, H, L_q, L_k]`` score matrices."""
-        q, q_mask = to_dense_heads(query, query_batch, num_docs)
-        k, k_mask = to_dense_heads(key, key_batch, num_docs)
-        v, _ = to_dense_heads(value, key_batch, num_docs)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))
-        probs = masked_softmax(scores, k_mask[:, None, None, :])
-        probs = F.dropout(probs, self.attention_dropout, self.training)
-        return (probs @ v).transpose(1, 2)[q_mask]
-
     # ------------------------------------------------------------------------------------------
     def _cross(self, h: Tensor, batch: OptTensor, token_x: Tensor, token_batch: OptTensor,
                token_edge_index: OptTensor, num_docs: int) -> Tensor:
@@ -533,8 +508,9 @@ class GTNConv(MessagePassing):
         key = self.lin_cross_key(token_x).view(T, H, dc)
         value = self.lin_cross_value(token_x).view(T, H, dc)
         if self.attention == "dense":
-            return self._dense_cross(query, key, value, batch, token_batch, token_edge_index,
-                                     num_docs).reshape(N, H * dc)
+            return dense_cross_attention(
+                query, key, value, batch, token_batch, token_edge_index, num_docs, G,
+                self.cross_local_heads, self.attention_dropout, self.training).reshape(N, H * dc)
         parts = []
         if G > 0:
             p = self.attention_dropout if self.training else 0.0
@@ -585,34 +561,6 @@ class GTNConv(MessagePassing):
     def _propagate_chunk(self, edge_index: Tensor, query: Tensor, key: Tensor, value: Tensor,
                          size: Tuple[int, int]) -> Tensor:
         return self.propagate(edge_index, query=query, key=key, value=value, size=size)
-
-    def _dense_cross(self, query: Tensor, key: Tensor, value: Tensor, batch: OptTensor,
-                     token_batch: OptTensor, token_edge_index: OptTensor,
-                     num_docs: int) -> Tensor:
-        """Cross heads with ``[B, H_c, N_max, T_max]`` masked score matrices."""
-        N, T, G = query.size(0), key.size(0), self.cross_global_heads
-        q, q_mask = to_dense_heads(query, batch, num_docs)            # [B, H, Nm, dc]
-        k, t_mask = to_dense_heads(key, token_batch, num_docs)        # [B, H, Tm, dc]
-        v, _ = to_dense_heads(value, token_batch, num_docs)
-        B, Nm, Tm = q.size(0), q.size(2), k.size(2)
-        masks = []
-        if G > 0:
-            masks.append(t_mask[:, None, None, :].expand(B, G, Nm, Tm))
-        if self.cross_local_heads > 0:
-            assert token_edge_index is not None
-            dev = query.device
-            node_pos = local_positions(batch, document_sizes(batch, N, num_docs, dev), N, dev)
-            tok_pos = local_positions(token_batch,
-                                      document_sizes(token_batch, T, num_docs, dev), T, dev)
-            tok, node = token_edge_index[0], token_edge_index[1]
-            doc = batch[node] if batch is not None else torch.zeros_like(node)
-            local = torch.zeros(B, 1, Nm, Tm, dtype=torch.bool, device=dev)
-            local[doc, 0, node_pos[node], tok_pos[tok]] = True
-            masks.append(local.expand(B, self.cross_local_heads, Nm, Tm))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))
-        probs = masked_softmax(scores, torch.cat(masks, dim=1))
-        probs = F.dropout(probs, self.attention_dropout, self.training)
-        return (probs @ v).transpose(1, 2)[q_mask]
 
     # ------------------------------------------------------------------------------------------
     def message(self, query_i: Tensor, key_j: Tensor, value_j: Tensor, index: Tensor,
