@@ -247,11 +247,13 @@ def memory_limit_bytes(fraction: float) -> int:
 
 
 def plan_point(mode: str, counts: dict, hidden: int, fraction: float, train_max_nodes: int,
-               chunk: Optional[int] = CROSS_CHUNK_EDGES
+               chunk: Optional[int] = CROSS_CHUNK_EDGES, total_bytes: Optional[int] = None
                ) -> tuple[bool, Optional[str], bool, Optional[str]]:
     """``(run, skip_reason, backward, backward_skip_reason)`` for one point: skip what is
-    predicted to need more than ``fraction`` of the machine's RAM."""
-    limit = memory_limit_bytes(fraction)
+    predicted to need more than ``fraction`` of the machine's RAM (or of ``total_bytes``, e.g.
+    a GPU's memory)."""
+    limit = (memory_limit_bytes(fraction) if total_bytes is None
+             else int(fraction * total_bytes))
     est_fwd = estimate_bytes(mode, counts, hidden, "forward", chunk)
     est_train = estimate_bytes(mode, counts, hidden, "train", chunk)
     gb = 1024 ** 3

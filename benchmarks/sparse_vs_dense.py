@@ -104,45 +104,76 @@ def run_point(spec: dict) -> dict:
         pyg_typing.WITH_TORCH_SCATTER = False
     limit_set = _common.limit_data_bytes(spec.get("mem_limit_bytes"))
     hidden, seed = int(spec["hidden"]), int(spec.get("seed", 0))
+    device = torch.device(spec.get("device", "cpu"))
+    cuda = device.type == "cuda"
     repeats, warmup = int(spec.get("repeats", 3)), int(spec.get("warmup", 1))
     budget = float(spec.get("budget", 60.0))
     structure, counts = _load_structure(spec)
 
     conv, x, token_x, grad_out = layer_and_inputs(
         attention, hidden, counts, seed, spec.get("cross_chunk_edges", CROSS_CHUNK_EDGES))
+    if cuda:
+        conv, x, token_x, grad_out = (t.to(device) for t in (conv, x, token_x, grad_out))
+        structure = {k: (v.to(device) if torch.is_tensor(v) else v)
+                     for k, v in structure.items()}
+
+    def synchronize():
+        if cuda:
+            torch.cuda.synchronize(device)
 
     def forward():
         with torch.no_grad():
-            return conv(x, token_x=token_x, **structure)
+            out = conv(x, token_x=token_x, **structure)
+        synchronize()
+        return out
 
     def train_step():
         conv(x, token_x=token_x, **structure).backward(grad_out)
         conv.zero_grad(set_to_none=True)
         x.grad = token_x.grad = None
+        synchronize()
+
+    def phase_memory() -> dict:
+        """Host peak RSS (CPU) or the GPU's max_memory_allocated (CUDA) of the phase."""
+        if cuda:
+            peak = torch.cuda.max_memory_allocated(device)
+            return {"peak_mb": peak / MB, "delta_mb": (peak - gpu_baseline) / MB}
+        return _phase_memory(baseline)
+
+    def reset_peak() -> bool:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+            return True
+        return _common.reset_peak_rss()
 
     row = {**counts, "mode": spec["mode"], "hidden": hidden, "attention": attention,
            "torch_scatter": bool(pyg_typing.WITH_TORCH_SCATTER),
            "torch_threads": torch.get_num_threads(), "mem_limit_set": limit_set,
-           "status": "ok"}
+           "status": "ok", "device": str(device),
+           "device_name": torch.cuda.get_device_name(device) if cuda else _common.cpu_model(),
+           "memory": "GPU max_memory_allocated" if cuda else "host peak RSS"}
     baseline = _common.current_rss_bytes() or _common.peak_rss_bytes()
     row["rss_baseline_mb"] = baseline / MB
+    gpu_baseline = torch.cuda.memory_allocated(device) if cuda else 0
+    if cuda:
+        row["gpu_baseline_mb"] = gpu_baseline / MB
 
-    reset_ok = _common.reset_peak_rss()
+    reset_ok = reset_peak()
     row["peak_reset"] = reset_ok
     conv.eval()
     fwd = _common.time_repeats(forward, repeats, warmup, budget)
-    mem = _phase_memory(baseline)
+    mem = phase_memory()
     row.update(forward_s=fwd["median"], forward_times=fwd["times"],
                forward_warmup_counted=fwd["warmup_counted"],
                peak_forward_mb=mem["peak_mb"], delta_forward_mb=mem["delta_mb"])
 
     if spec.get("backward", True):
-        _common.reset_peak_rss()
+        reset_peak()
         conv.train()  # dropout is 0 by default: the same computation, with autograd
         x.requires_grad_()  # gradients flow to the inputs, as into the encoder in the model
         token_x.requires_grad_()
         train = _common.time_repeats(train_step, repeats, warmup, budget)
-        mem = _phase_memory(baseline)
+        mem = phase_memory()
         row.update(train_s=train["median"], train_times=train["times"],
                    train_warmup_counted=train["warmup_counted"],
                    peak_train_mb=mem["peak_mb"], delta_train_mb=mem["delta_mb"])
@@ -262,8 +293,11 @@ def measure_point(args, mode: str, hidden: int, counts: dict, graph_file: Path) 
     """Plan one point (memory estimate), run its child, merge plan and result into a row."""
     fraction = args.mem_fraction if MODES[mode][0] == "dense" else args.sparse_mem_fraction
     chunk = args.cross_chunk_edges or None
+    device = torch.device(args.device)
+    total = (torch.cuda.get_device_properties(device).total_memory if device.type == "cuda"
+             else None)
     run, reason, backward, backward_reason = plan_point(mode, counts, hidden, fraction,
-                                                        args.train_max_nodes, chunk)
+                                                        args.train_max_nodes, chunk, total)
     base = {**counts, "mode": mode, "hidden": hidden,
             "cross_chunk_edges": chunk,
             "estimate_forward_mb": estimate_bytes(mode, counts, hidden, "forward", chunk) / MB,
@@ -274,6 +308,7 @@ def measure_point(args, mode: str, hidden: int, counts: dict, graph_file: Path) 
             "repeats": args.repeats, "warmup": args.warmup, "budget": args.budget,
             "backward": backward, "backward_reason": backward_reason,
             "compare": mode == "dense", "seed": args.seed, "cross_chunk_edges": chunk,
+            "device": args.device,
             "mem_limit_bytes": memory_limit_bytes(args.child_mem_limit)
             if args.child_mem_limit > 0 else None}
     return {**base, **run_child(spec, args.timeout)}
@@ -351,8 +386,13 @@ def markdown_report(meta: dict, rows: Sequence[dict]) -> str:
         "# Sparse versus dense GTNConv on long documents\n",
         "One `GTNConv` layer (cross attention over the document's tokens) on k Re-DocRED "
         "documents concatenated into one document; random node features and token states. "
-        "Times are medians (seconds); memory is the peak resident set of a fresh process "
-        "during the phase (absolute) and its increase over the resident size after setup (Δ). "
+        + (f"Device `{meta.get('device')}`: times end with `torch.cuda.synchronize()`; memory "
+           "is `torch.cuda.max_memory_allocated` during the phase (absolute) and its increase "
+           "over the memory allocated after setup (Δ). "
+           if str(meta.get("device", "cpu")).startswith("cuda") else
+           "Times are medians (seconds); memory is the peak resident set of a fresh process "
+           "during the phase (absolute) and its increase over the resident size after setup (Δ). ")
+        + 
         "`max abs diff` is max |dense - sparse| of the outputs (same weights and inputs, "
         "float32). See `benchmarks/README.md`.\n",
         "## All points\n", _common.markdown_table(headers, body),
@@ -460,6 +500,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="GTNConv(cross_chunk_edges=...): token edges per chunk of the "
                              f"sparse local cross heads; 0 = no chunking "
                              f"(default: {CROSS_CHUNK_EDGES})")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default) or cuda[:i]: on CUDA, times end with "
+                             "torch.cuda.synchronize(), memory is torch.cuda."
+                             "max_memory_allocated and the skip estimates use the GPU's memory")
     parser.add_argument("--point", default=None, metavar="JSON",
                         help="internal: measure one point in this process and print its row")
     args = parser.parse_args(argv)
@@ -477,6 +521,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--child-mem-limit must be in [0, 1]")
     if args.cross_chunk_edges < 0:
         parser.error("--cross-chunk-edges must be >= 0 (0: no chunking)")
+    if args.device.startswith("cuda") and args.point is None and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available")
     return args
 
 
@@ -490,6 +536,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 budget_s=args.budget, train_max_nodes=args.train_max_nodes,
                 mem_fraction=args.mem_fraction, sparse_mem_fraction=args.sparse_mem_fraction,
                 child_mem_limit=args.child_mem_limit, cross_chunk_edges=args.cross_chunk_edges,
+                device=args.device,
                 encoder_tokenizer=_common.ENCODER)
     rows: list[dict] = []
     complete = False
