@@ -161,6 +161,10 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
     """The experiment itself, in a prepared output folder."""
     ctx = ctx or distributed.DistributedContext()
     wall_start = time.perf_counter()
+    # The code and libraries that run: recorded now, not after hours of training (the checkout
+    # may have moved on by then).
+    environment = run_environment(device if device is not None else config.training.device,
+                                  config.training.seed, world_size=ctx.world_size)
     if ctx.is_main:
         atomic_write_text(output_dir / "config.yaml",
                           yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -221,8 +225,7 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
     best = DocREModel.from_pretrained(checkpoint, map_location=trainer.device)
     trainer.model = best
     metrics: dict = {"name": config.name, "command": command, "best_epoch": trainer.best_epoch,
-                     "environment": run_environment(trainer.device, config.training.seed,
-                                                    world_size=ctx.world_size)}
+                     "environment": {**environment, "device": str(trainer.device)}}
     for split, loader in loaders.items():
         predictions = trainer.predict(loader)
         if ctx.is_main:
