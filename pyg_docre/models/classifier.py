@@ -29,7 +29,7 @@ CHUNK_ELEMENTS = 2 ** 26
 
 
 def _pair_chunks(num_pairs: int, elements_per_pair: int, budget: int):
-    step = max(1, int(min(budget // max(1, elements_per_pair), max(num_pairs, 1))))
+    step = max(1, int(min(budget / max(1, elements_per_pair), max(num_pairs, 1))))
     return [(i, min(i + step, num_pairs)) for i in range(0, num_pairs, step)]
 
 
