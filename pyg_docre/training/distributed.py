@@ -56,6 +56,11 @@ class DistributedContext:
         return self.rank == 0
 
 
+#: Whether :func:`setup` created the process group (then :func:`teardown` destroys it; a group
+#: the caller created is left alone).
+_GROUP_OWNED = False
+
+
 def context_from_environment(environ=os.environ) -> DistributedContext:
     """The context torchrun describes in ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``."""
     try:
@@ -88,14 +93,18 @@ def setup(device: torch.device) -> tuple[DistributedContext, torch.device]:
     else:
         backend = "gloo"
     if not dist.is_initialized():
+        global _GROUP_OWNED
         dist.init_process_group(backend=backend, rank=ctx.rank, world_size=ctx.world_size)
+        _GROUP_OWNED = True
     return ctx, device
 
 
 def teardown() -> None:
-    """Leave the process group (a no-op when none was joined)."""
-    if dist.is_available() and dist.is_initialized():
+    """Leave the process group that :func:`setup` created (a no-op otherwise)."""
+    global _GROUP_OWNED
+    if _GROUP_OWNED and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _GROUP_OWNED = False
 
 
 def _active() -> bool:
