@@ -216,7 +216,8 @@ class Trainer:
                 else contextlib.nullcontext())
         with sync:
             with self.autocast():
-                out = (self.ddp_model or self.model)(data)
+                forward = self.model if self.ddp_model is None else self.ddp_model
+                out = forward(data)
             return self._step(out, data, last=last)
 
     def _step(self, out, data, last: bool) -> dict[str, float]:
