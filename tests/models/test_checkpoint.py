@@ -101,6 +101,7 @@ def test_tokenizer_damage_is_a_checkpoint_error_without_network(copy, kind):
         DocREModel.load_tokenizer(copy)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_loads_directly_onto_cuda(saved):
     loaded = DocREModel.from_pretrained(saved[1], map_location="cuda")
