@@ -36,8 +36,9 @@ test-slow: install data
 test-gpu: install data
 	$(BIN)/python -m pytest -m cuda $(PYTEST_ARGS)
 
+# --resume: a second `make demo` continues an interrupted run, or reports the finished one.
 demo: install data
-	$(BIN)/python experiments/run.py --config $(DEMO_CONFIG)
+	$(BIN)/python experiments/run.py --config $(DEMO_CONFIG) --resume
 
 clean-cache:
 	rm -rf .cache
