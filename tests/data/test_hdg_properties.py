@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+
+pytest.importorskip("hypothesis")  # in the test extra; absent on a bare GPU machine
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from pyg_docre.data import DocREDFormatError, build_hdg, load_docred
 from pyg_docre.data.docred import validate_document
