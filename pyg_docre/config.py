@@ -171,6 +171,13 @@ class ObjectivesConfig:
     #: (pyg_docre.training.sakd.StudentProjection, trained with the encoder) before the discriminator / the
     #: KD cosine. False: distil the raw features (the literal reading of eq. 8).
     student_projection: bool = True
+    #: The SA-KD game's balance (docs/DESIGN.md "SA-KD"): the discriminators take their step
+    #: on every k-th optimiser step only (1: every step, the paper's alternation) ...
+    discriminator_every: int = 1
+    #: ... learn from smoothed targets for the GTN's nodes (one-sided label smoothing: 1 - s) ...
+    discriminator_label_smoothing: float = 0.0
+    #: ... and pay gamma/2 E||grad_x MLP(x)||^2 on the GTN's nodes (the R1 gradient penalty).
+    discriminator_gradient_penalty: float = 0.0
 
     def model_outputs(self, baseline: bool = False) -> dict:
         """What these objectives need the model to compute in training: the keyword arguments
@@ -192,6 +199,8 @@ class TrainingConfig:
     lr_new: float = 1e-4
     lr_discriminator: float = 1e-4
     weight_decay: float = 1e-4
+    #: False: no weight decay on biases and LayerNorm parameters (pyg_docre.training.optimizer).
+    decay_bias_and_norm: bool = True
     warmup_ratio: float = 0.06
     max_grad_norm: float = 1.0
     precision: str = "fp32"                 # "fp32" | "bf16" | "fp16" (fp16 on CUDA only)
@@ -250,6 +259,16 @@ class ExperimentConfig:
             raise ConfigError(f"training.warmup_ratio: must be in [0, 1], got {t.warmup_ratio}")
         if t.num_workers is not None and t.num_workers < 0:
             raise ConfigError(f"training.num_workers: must be >= 0, got {t.num_workers}")
+        o = self.objectives
+        if o.discriminator_every < 1:
+            raise ConfigError(f"objectives.discriminator_every: must be >= 1, got "
+                              f"{o.discriminator_every}")
+        if not 0.0 <= o.discriminator_label_smoothing < 0.5:
+            raise ConfigError(f"objectives.discriminator_label_smoothing: must be in [0, 0.5), "
+                              f"got {o.discriminator_label_smoothing}")
+        if not o.discriminator_gradient_penalty >= 0:
+            raise ConfigError(f"objectives.discriminator_gradient_penalty: must be >= 0, got "
+                              f"{o.discriminator_gradient_penalty}")
         if not 0.0 < self.objectives.mask_ratio <= 1.0:
             raise ConfigError(f"objectives.mask_ratio: must be in (0, 1], got "
                               f"{self.objectives.mask_ratio}")

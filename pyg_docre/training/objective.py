@@ -71,8 +71,11 @@ class DocREObjective(nn.Module):
         if not self.adversarial or out.gtn_output is None or not out.layer_features:
             return None
         teacher = out.gtn_output.detach().float()
+        c = self.config
         return sum(discriminator_loss(self.discriminators[str(l)], teacher,
-                                      self.student(l, student.float()).detach())
+                                      self.student(l, student.float()).detach(),
+                                      label_smoothing=c.discriminator_label_smoothing,
+                                      gradient_penalty=c.discriminator_gradient_penalty)
                    for l, student in out.layer_features.items())
 
     def model_loss(self, out: DocREOutput, labels: Tensor) -> tuple[Tensor, dict[str, float]]:

@@ -53,6 +53,8 @@ class Progress:
     global_step: int = 0
     documents: int = 0
     loss_sums: dict = field(default_factory=dict)
+    #: How many batches contributed to each loss sum (L_D only on the discriminator's steps).
+    loss_counts: dict = field(default_factory=dict)
 
 
 def _rng_state() -> dict:

@@ -135,25 +135,44 @@ def _bce_to(logits: Tensor, value: float) -> Tensor:
 
 
 def discriminator_loss(discriminator: Callable[[Tensor], Tensor], teacher: Tensor,
-                       student: Tensor) -> Tensor:
+                       student: Tensor, *, label_smoothing: float = 0.0,
+                       gradient_penalty: float = 0.0) -> Tensor:
     r"""The discriminator's side of SA-KD (paper eq. 8): tell GTN nodes from encoder nodes.
 
     .. math::
-        \mathcal{L}_C = \mathrm{BCE}(C(F^{(L)}), 1) + \mathrm{BCE}(C(\hat F^{(l)}), 0)
+        \mathcal{L}_C = \mathrm{BCE}(C(F^{(L)}), 1 - s) + \mathrm{BCE}(C(\hat F^{(l)}), 0)
+            + \frac{\gamma}{2}\,\mathbb{E}_{x \in F^{(L)}}
+              \bigl\|\nabla_x \mathrm{MLP}(x)\bigr\|_2^2
 
     i.e. the discriminator *maximises* :math:`\mathcal{L}_A = \log P(1|C(F^{(L)})) +
-    \log P(0|C(\hat F^{(l)}))`. Both inputs are detached: this loss trains the discriminator only.
-    Each BCE is a mean over its nodes.
+    \log P(0|C(\hat F^{(l)}))` (the paper's game: :math:`s = \gamma = 0`). Two optional brakes
+    on a discriminator that wins the game too easily: one-sided label smoothing :math:`s`
+    (Salimans et al. 2016: the GTN's nodes are labelled :math:`1 - s`, the encoder's stay 0) and
+    the R1 gradient penalty :math:`\gamma` on the GTN's nodes (Mescheder et al. 2018), which keeps
+    the discriminator's logit smooth around the teacher's distribution. Both inputs are
+    detached: this loss trains the discriminator only. Each term is a mean over its nodes.
 
     Args:
         discriminator: maps ``[n, d]`` to ``[n]`` (or ``[n, 1]``) logits of "came from the GTN",
             e.g. :class:`NodeDiscriminator`.
-        teacher: ``[n_t, d]`` GTN output node features :math:`F^{(L)}` (label 1).
+        teacher: ``[n_t, d]`` GTN output node features :math:`F^{(L)}` (label :math:`1 - s`).
         student: ``[n_s, d]`` node features :math:`\hat F^{(l)}` built from encoder layer ``l``
             (label 0).
+        label_smoothing: :math:`s \in [0, 0.5)`.
+        gradient_penalty: :math:`\gamma \ge 0`.
     """
-    return (_bce_to(discriminator(teacher.detach()), 1.0)
+    teacher = teacher.detach()
+    if gradient_penalty > 0 and teacher.numel() > 0:
+        teacher = teacher.requires_grad_(True)
+        teacher_logits = discriminator(teacher)
+        (grad,) = torch.autograd.grad(teacher_logits.sum(), teacher, create_graph=True)
+        penalty = 0.5 * gradient_penalty * grad.pow(2).sum(-1).mean()
+    else:
+        teacher_logits = discriminator(teacher)
+        penalty = None
+    loss = (_bce_to(teacher_logits, 1.0 - label_smoothing)
             + _bce_to(discriminator(student.detach()), 0.0))
+    return loss if penalty is None else loss + penalty
 
 
 def generator_loss(discriminator: nn.Module, student: Tensor) -> Tensor:

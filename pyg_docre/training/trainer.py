@@ -35,6 +35,7 @@ from .distributed import (DistributedContext, all_reduce_gradients, all_reduce_m
                           gather_lists)
 from .evaluation import predict
 from .objective import DocREObjective
+from .optimizer import parameter_groups
 from .resume import Progress, load_training_state, save_training_state
 
 __all__ = ["set_seed", "resolve_device", "autocast_factory", "Trainer", "EpochRecord"]
@@ -138,18 +139,19 @@ class Trainer:
         total_steps = self.steps_per_epoch * config.epochs
         # The student heads of SA-KD / KD belong to the model step (new parameters, lr_new).
         self.trained_parameters = list(model.parameters()) + objective.generator_parameters()
-        self.optimizer = torch.optim.AdamW([
-            {"params": list(model.encoder.parameters()), "lr": config.lr_encoder},
-            {"params": model.new_parameters() + objective.generator_parameters(),
-             "lr": config.lr_new},
-        ], weight_decay=config.weight_decay)
+        owners = [model, objective]
+        self.optimizer = torch.optim.AdamW(parameter_groups(
+            [(list(model.encoder.parameters()), config.lr_encoder),
+             (model.new_parameters() + objective.generator_parameters(), config.lr_new)],
+            weight_decay=config.weight_decay, decay_bias_and_norm=config.decay_bias_and_norm,
+            owners=owners))
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
             num_training_steps=total_steps)
-        self.disc_optimizer = (torch.optim.AdamW(objective.discriminators.parameters(),
-                                                 lr=config.lr_discriminator,
-                                                 weight_decay=config.weight_decay)
-                               if objective.adversarial else None)
+        self.disc_optimizer = (torch.optim.AdamW(parameter_groups(
+            [(list(objective.discriminators.parameters()), config.lr_discriminator)],
+            weight_decay=config.weight_decay, decay_bias_and_norm=config.decay_bias_and_norm,
+            owners=owners)) if objective.adversarial else None)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=config.precision == "fp16")
         self.history: list[EpochRecord] = []
@@ -168,6 +170,7 @@ class Trainer:
         self.objective.train()
         progress = self._begin_epoch(epoch)
         sums: dict[str, float] = dict(progress.loss_sums)
+        counts: dict[str, int] = dict(progress.loss_counts)
         documents, steps, start = progress.documents, progress.steps_done, time.perf_counter()
         skip = progress.batches_done
         bar = tqdm(total=self.batches_per_epoch, desc=f"epoch {epoch}", unit="batch",
@@ -186,16 +189,18 @@ class Trainer:
             steps += int(last)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + 1
             documents += data.num_graphs
             if last:
-                self._after_optimizer_step(i + 1, steps, documents, sums)
+                self._after_optimizer_step(i + 1, steps, documents, sums, counts)
             elapsed = time.perf_counter() - start
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss']:.4f}", docs_per_s=f"{documents / elapsed:.2f}")
         bar.close()
         seconds = time.perf_counter() - start
         count = max(1, min(self.batches_per_epoch, i + 1))
-        losses = all_reduce_mean({k: v / count for k, v in sums.items()}, self.device)
+        losses = all_reduce_mean({k: v / max(1, counts.get(k, count)) for k, v in sums.items()},
+                                 self.device)
         if self.distributed.enabled:                    # documents of all processes
             documents = int(round(all_reduce_mean({"d": documents}, self.device)["d"]
                                   * self.distributed.world_size))
@@ -222,7 +227,8 @@ class Trainer:
 
     def _step(self, out, data, last: bool) -> dict[str, float]:
         cfg = self.config
-        disc_loss = self.objective.discriminator_loss(out)
+        disc_loss = (self.objective.discriminator_loss(out) if self._discriminator_turn()
+                     else None)
         if disc_loss is not None:
             self.disc_optimizer.zero_grad(set_to_none=True)
             disc_loss.backward()
@@ -247,6 +253,12 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
         return parts
 
+    def _discriminator_turn(self) -> bool:
+        """Whether the SA-KD discriminators take their step in this optimiser step: every
+        ``objectives.discriminator_every``-th step, counted from 0 (all micro-batches of an
+        accumulated step alike; the count is the resumable ``global_step``)."""
+        return self._progress.global_step % self.objective.config.discriminator_every == 0
+
     # ------------------------------------------------------------------------------------
     # Resume state (kept apart from the step math; see pyg_docre.training.resume)
     def _begin_epoch(self, epoch: int) -> Progress:
@@ -260,10 +272,10 @@ class Trainer:
         return self._progress
 
     def _after_optimizer_step(self, batches: int, steps: int, documents: int,
-                              sums: dict) -> None:
+                              sums: dict, counts: dict) -> None:
         p = self._progress
         p.batches_done, p.steps_done, p.documents = batches, steps, documents
-        p.loss_sums = dict(sums)
+        p.loss_sums, p.loss_counts = dict(sums), dict(counts)
         p.global_step += 1
         every = self.config.save_every_steps
         if (self.state_dir is not None and every and p.global_step % every == 0

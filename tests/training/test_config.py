@@ -98,6 +98,17 @@ def test_non_positive_training_values_are_errors(key, value, message):
         config_from_dict({**BASE, "training": {key: value}})
 
 
+@pytest.mark.parametrize("key,value,message", [
+    ("discriminator_every", 0, "objectives.discriminator_every: must be >= 1"),
+    ("discriminator_label_smoothing", 0.5, r"objectives.discriminator_label_smoothing: must be"),
+    ("discriminator_label_smoothing", -0.1, r"objectives.discriminator_label_smoothing: must be"),
+    ("discriminator_gradient_penalty", -1.0, "objectives.discriminator_gradient_penalty: must"),
+])
+def test_sakd_balance_values_are_checked(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**BASE, "objectives": {key: value}})
+
+
 def test_document_ranges_beyond_the_file_are_errors_not_clamped():
     from pyg_docre.data import parse_doc_range
     with pytest.raises(ValueError, match="99999 is outside 0..6"):

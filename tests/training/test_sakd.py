@@ -171,3 +171,37 @@ def test_resume_states_with_the_old_discriminator_names_load(tmp_path):
     assert (sorted(missing), sorted(unexpected)) == ([], [])
     x = torch.randn(3, 8)
     assert torch.equal(new["6"](x), old["6"](x))
+
+
+def test_discriminator_label_smoothing_is_one_sided():
+    # A discriminator that outputs logit 0 everywhere: BCE(0.5, y) = log 2 for any y, so use a
+    # constant logit c instead and compare with the closed form.
+    c = 1.5
+    disc = lambda x: torch.full(x.shape[:1], c)                                     # noqa: E731
+    teacher, student = torch.randn(5, 4), torch.randn(3, 4)
+    s = 0.1
+    loss = discriminator_loss(disc, teacher, student, label_smoothing=s)
+    p = torch.sigmoid(torch.tensor(c))
+    expected = -((1 - s) * torch.log(p) + s * torch.log(1 - p)) - torch.log(1 - p)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert discriminator_loss(disc, teacher, student).item() == pytest.approx(
+        (-torch.log(p) - torch.log(1 - p)).item(), rel=1e-6)
+
+
+def test_discriminator_gradient_penalty_is_r1_on_the_teacher():
+    torch.manual_seed(0)
+    disc = NodeDiscriminator(4)
+    teacher, student = torch.randn(6, 4), torch.randn(3, 4)
+    gamma = 2.0
+    plain = discriminator_loss(disc, teacher, student)
+    penalised = discriminator_loss(disc, teacher, student, gradient_penalty=gamma)
+    x = teacher.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(disc(x).sum(), x)
+    expected = 0.5 * gamma * grad.pow(2).sum(-1).mean()
+    assert (penalised - plain).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert expected.item() > 0
+    # The penalty trains the discriminator: it has a gradient with respect to its parameters.
+    penalised.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in disc.parameters())
+    # The caller's teacher tensor is not turned into a leaf that requires grad.
+    assert not teacher.requires_grad

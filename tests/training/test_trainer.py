@@ -14,9 +14,9 @@ def graphs(dev_docs, tokenizer, rel2id):
     return [build_hdg(dev_docs[i], tokenizer, rel2id) for i in range(4)]
 
 
-def _trainer(graphs, rel2id, tmp_path, **training):
+def _trainer(graphs, rel2id, tmp_path, objectives=None, **training):
     torch.manual_seed(0)
-    objectives = ObjectivesConfig(distill_layers=[6])
+    objectives = ObjectivesConfig(distill_layers=[6], **(objectives or {}))
     model = DocREModel(ModelConfig(), rel2id, **objectives.model_outputs())
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
     config = TrainingConfig(**{"epochs": 1, "batch_size": 2, "device": "cpu", **training})
@@ -62,3 +62,55 @@ def test_precision_and_device_errors():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             resolve_device("cuda")
     assert resolve_device("auto").type in ("cpu", "cuda")
+
+
+def test_discriminator_every_k_steps(graphs, rel2id, tmp_path):
+    trainer = _trainer(graphs, rel2id, tmp_path, objectives={"discriminator_every": 2},
+                       batch_size=1, epochs=1)
+    disc = trainer.objective.discriminators["6"]
+    seen = []
+    for data in list(trainer.train_loader)[:3]:
+        before = [p.detach().clone() for p in disc.parameters()]
+        parts = trainer.train_step(data)
+        trainer._progress.global_step += 1          # as train_epoch's bookkeeping does
+        changed = any(not torch.equal(b, p) for b, p in zip(before, disc.parameters()))
+        seen.append((changed, "L_D" in parts))
+    assert seen == [(True, True), (False, False), (True, True)]
+
+
+def test_epoch_mean_of_l_d_counts_only_the_discriminator_steps(graphs, rel2id, tmp_path):
+    trainer = _trainer(graphs, rel2id, tmp_path, objectives={"discriminator_every": 2},
+                       batch_size=1, epochs=1)
+    logged = []
+    step = trainer.train_step
+    trainer.train_step = lambda data, last=True: logged.append(step(data, last=last)) or logged[-1]
+    record = trainer.train_epoch(1)
+    values = [p["L_D"] for p in logged if "L_D" in p]
+    assert len(values) == 2 and len(logged) == 4
+    assert record.losses["L_D"] == pytest.approx(sum(values) / 2)
+
+
+def test_no_weight_decay_on_biases_and_norms(graphs, rel2id, tmp_path):
+    trainer = _trainer(graphs, rel2id, tmp_path, decay_bias_and_norm=False, weight_decay=0.1)
+    names = {id(p): n for n, p in [*trainer.model.named_parameters(),
+                                   *(("objective." + n, p)
+                                     for n, p in trainer.objective.named_parameters())]}
+    groups = trainer.optimizer.param_groups + trainer.disc_optimizer.param_groups
+    decayed = [names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]]
+    plain = [names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]]
+    assert decayed and plain
+    assert not [n for n in decayed if n.endswith("bias") or "LayerNorm" in n or ".norm" in n]
+    assert all(n.endswith("bias") or "LayerNorm" in n or "norm" in n for n in plain)
+    # every trained parameter is in exactly one group, with its learning rate
+    all_ids = [id(p) for g in groups for p in g["params"]]
+    assert len(all_ids) == len(set(all_ids)) == len(names)
+    encoder = {id(p) for p in trainer.model.encoder.parameters()}
+    for g in trainer.optimizer.param_groups:
+        inside = {id(p) in encoder for p in g["params"]}
+        assert len(inside) == 1
+        assert g["lr"] == (trainer.config.lr_encoder if inside.pop() else trainer.config.lr_new)
+
+
+def test_default_groups_decay_everything(graphs, rel2id, tmp_path):
+    trainer = _trainer(graphs, rel2id, tmp_path)
+    assert [g["weight_decay"] for g in trainer.optimizer.param_groups] == [1e-4, 1e-4]
