@@ -48,7 +48,8 @@ PREDS = [
     pred("X", 0, 1, "P17"),        # 7 title absent from gold
 ]
 # 7 unique predictions; correct inferable: 1, 2 -> 2.
-# precision_over="all":   P = 2/7, R = 2/4 = 1/2, F1 = 2 (2/7)(1/2) / (2/7 + 1/2) = (2/7)/(11/14) = 4/11
+# precision_over="all":   P = 2/7, R = 2/4 = 1/2,
+#                         F1 = 2 (2/7)(1/2) / (2/7 + 1/2) = (2/7)/(11/14) = 4/11
 # precision_over="pairs": P' = {1, 2, 3} (on inferable pairs) -> P = 2/3, R = 1/2,
 #                         F1 = 2 (2/3)(1/2) / (2/3 + 1/2) = (2/3)/(7/6) = 4/7
 ALL = {"precision": 100 * 2 / 7, "recall": 50.0, "f1": 100 * 4 / 11}
