@@ -106,6 +106,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         scores = scorer.score(predictions, pred_path=args.pred)
         table = scorer.per_relation(predictions, rel_info, pred_path=args.pred) \
             if args.per_relation else None
+        infer = None
+        if args.infer:
+            from .metrics import INFER_KEYS, infer_counts
+            infer = infer_counts(scorer, predictions, pred_path=args.pred)
         curve = None
         if args.pr_curve is not None:
             from .metrics.curves import precision_recall_points
@@ -127,7 +131,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"precision-recall curve ({len(curve.thresholds)} thresholds) -> {args.pr_curve}; "
               f"best F1 {100 * curve.best_f1:.2f} at score > {curve.best_threshold:.4g}",
               file=sys.stderr)
-    print(json.dumps(_rounded(scores.to_dict(percent=True))), flush=True)
+    out = scores.to_dict(percent=True)
+    if infer is not None:
+        if infer.gold == 0:
+            print(f"note: {args.gold} has no inferable facts (no gold e1->e2->e3 with e1->e3), "
+                  f"the infer scores are 0", file=sys.stderr)
+        out.update(zip(INFER_KEYS, (100.0 * infer.precision, 100.0 * infer.recall,
+                                    100.0 * infer.f1)))
+    print(json.dumps(_rounded(out)), flush=True)
     return 0
 
 
@@ -143,7 +154,8 @@ def _add_evaluate(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate", help="official DocRED scores of a result.json",
         description="Score an official-format result.json against a gold DocRED file. Prints "
-                    "one JSON line (percent): precision recall f1 ign_f1 intra_f1 inter_f1.")
+                    "one JSON line (percent): precision recall f1 ign_f1 intra_f1 inter_f1 "
+                    "(and infer_precision infer_recall infer_f1 with --infer).")
     p.add_argument("--pred", required=True, type=Path, metavar="P",
                    help="predictions: a JSON list of {title, h_idx, t_idx, r}")
     p.add_argument("--gold", required=True, type=Path, metavar="G",
@@ -157,6 +169,10 @@ def _add_evaluate(subparsers) -> None:
                    help="rel_info.json (P-id -> name) for the per-relation table")
     p.add_argument("--per-relation", action="store_true",
                    help="also print per-relation precision/recall/F1 to stderr")
+    p.add_argument("--infer", action="store_true",
+                   help="also print Infer-F1 (Zeng et al. 2020, as in DocRE-BSI's Table 5): "
+                        "infer_precision infer_recall infer_f1 over the gold facts on a two-hop "
+                        "chain e1->e2->e3 with e1->e3; see pyg_docre.metrics.infer")
     p.add_argument("--pr-curve", type=Path, metavar="FILE.png",
                    help="plot the precision-recall curve over the predictions' scores (a rich "
                         "file from `predict --format rich`; `--threshold -inf` gives the whole "

@@ -8,18 +8,26 @@ Example::
     scores.f1, scores.ign_f1     # fractions in [0, 1]
     scores.to_dict()             # percent, keys SCORE_KEYS (as stored in metrics.json)
 
+Infer-F1 (Zeng et al. 2020; the facts on a two-hop reasoning chain)::
+
+    infer_scores(load_docred("dev.json"), read_result("result.json"))
+    # {"precision": ..., "recall": ..., "f1": ...} in percent
+
 For repeated scoring against one split (e.g. dev after every epoch), build a
 ``DocREDScorer(gold_docs, train_docs)`` once and call ``.score(predictions)``.
 
 See :mod:`pyg_docre.metrics.scoring` for the formulas and :mod:`pyg_docre.metrics.result_io`
-for the file format.
+for the file format, :mod:`pyg_docre.metrics.infer` for Infer-F1's definition.
 """
+from .infer import (INFER_KEYS, chain_pairs, infer_counts, infer_scores,
+                    inferable_facts)
 from .result_io import PREDICTION_KEYS, PredictionFormatError, read_result, write_result
 from .scoring import (IGN_EPSILON, PRF, SCORE_KEYS, DocREDScorer, DocREDScores,
                       DocumentFormatError, per_relation_scores, score_docred, train_facts)
 
 __all__ = [
-    "DocREDScorer", "DocREDScores", "DocumentFormatError", "IGN_EPSILON", "PREDICTION_KEYS",
-    "PRF", "PredictionFormatError", "SCORE_KEYS", "per_relation_scores", "read_result",
+    "DocREDScorer", "DocREDScores", "DocumentFormatError", "IGN_EPSILON", "INFER_KEYS",
+    "PREDICTION_KEYS", "PRF", "PredictionFormatError", "SCORE_KEYS", "chain_pairs",
+    "infer_counts", "infer_scores", "inferable_facts", "per_relation_scores", "read_result",
     "score_docred", "train_facts", "write_result",
 ]
