@@ -26,7 +26,10 @@ of Ru et al. (2021) that the paper uses, as far as it is published:
   :data:`TYPE_RULES` that matches one of the concept's ``type::`` tags, else ``MISC``.
 * Labels: one per distinct ``(s, p, o)``, ``evidence`` empty (DWIE has none). A relation of a
   concept with itself (DocRED pairs have ``h != t``) is dropped and counted, as are duplicates.
-* Documents left without a relation are dropped (counted), as in the usual DocRE setting.
+* Documents without any entity (no mention at all) are dropped and counted; documents without
+  a relation are kept (every pair of their entities is a negative). This is the rule that gives
+  the paper's counts: DWIE has 702 ``train`` and 100 ``test`` articles, 700 and 99 of them with a
+  mention, and the paper reports 602 train + 98 dev and 99 test documents.
 * ``rel2id``: ``"Na"`` = 0, then every predicate that occurs in a written split, sorted.
 
 Standard library only, like ``prepare.py``; :mod:`pyg_docre.text` is imported from this
@@ -89,11 +92,12 @@ class DWIEConversion:
         sizes = ", ".join(f"{len(docs)} {name}" for name, docs in self.splits.items())
         return (f"{s['documents']} DWIE documents ({s['documents_train']} train, "
                 f"{s['documents_test']} test) -> {sizes}; {len(self.rel2id) - 1} relations; "
-                f"dropped: {s['documents_without_relations']} documents without relations, "
+                f"dropped: {s['documents_without_entities']} documents without entities, "
                 f"{s['concepts_without_mentions']} concepts without mentions and "
                 f"{s['relations_to_concepts_without_mentions']} relations to them, "
                 f"{s['self_relations']} relations of a concept with itself, "
-                f"{s['duplicate_relations']} duplicate relations; "
+                f"{s['duplicate_relations']} duplicate relations; kept "
+                f"{s['documents_without_relations']} documents without relations; "
                 f"{s['merged_sentences']} sentence boundaries removed inside mentions")
 
 
@@ -141,7 +145,7 @@ def _is_int(value) -> bool:
 
 def convert_document(raw, path: str, stats: Optional[Counter] = None) -> tuple[str, Optional[dict]]:
     """One DWIE document -> ``(split, DocRED document)``; the document is ``None`` when it is
-    dropped (no relation left). ``stats`` collects the counts of dropped items.
+    dropped (no entity). ``stats`` collects the counts of dropped items.
 
     Raises:
         DWIEFormatError: naming ``path``, the document id and the field.
@@ -232,9 +236,10 @@ def convert_document(raw, path: str, stats: Optional[Counter] = None) -> tuple[s
             labels.append({"h": index[s], "t": index[o], "r": p, "evidence": []})
 
     split = splits[0]
-    if not labels:
-        stats["documents_without_relations"] += 1
+    if not entities:
+        stats["documents_without_entities"] += 1
         return split, None
+    stats["documents_without_relations"] += not labels
     sentences = sentence_spans(content)
     try:
         doc, _ = text_to_document(content, entities, title=doc_id, sentences=sentences)
@@ -294,11 +299,11 @@ def convert(source: str, dev_size: int = DEV_SIZE) -> DWIEConversion:
         raise DWIEFormatError(folder, f"dev size must be a positive integer, got {dev_size!r}")
     for split, docs in kept.items():
         if not docs:
-            raise DWIEFormatError(folder, f"no {split} document with relations (DWIE's tag "
+            raise DWIEFormatError(folder, f"no {split} document with entities (DWIE's tag "
                                   f"{split!r}) among {len(paths)} files")
     if dev_size >= len(kept["train"]):
         raise DWIEFormatError(folder, f"only {len(kept['train'])} training documents with "
-                              f"relations: cannot hold out {dev_size} as dev")
+                              f"entities: cannot hold out {dev_size} as dev")
     dev_titles = {d["title"] for d in sorted(kept["train"], key=_dev_key)[:dev_size]}
     splits = {
         "train": sorted((d for d in kept["train"] if d["title"] not in dev_titles), key=_id_key),

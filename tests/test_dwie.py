@@ -3,7 +3,8 @@
 The fixture tests/fixtures/dwie/ holds four hand-written DWIE-format articles (DWIE itself
 cannot be downloaded here): DW_101 (train; a concept without mentions, a duplicate and a self
 relation, a mention whose text has a no-break space), DW_205 (train; ``Yahoo! Inc.`` straddles a
-sentence end), DW_300 (test; an entity without relations) and DW_400 (train; no relation).
+sentence end), DW_300 (test; an entity without relations), DW_400 (train; one entity, no
+relation: kept) and DW_500 (test; concepts and a relation but no mention: dropped).
 """
 import hashlib
 import importlib.util
@@ -81,9 +82,10 @@ def test_cli_writes_the_splits_rel2id_and_sums(prepared):
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
     # The summary line counts what was dropped instead of dropping it silently.
     summary = next(l for l in stdout.splitlines() if "DWIE documents" in l)
-    assert "4 DWIE documents (3 train, 1 test) -> 1 train, 1 dev, 1 test; 6 relations" in summary
-    for part in ("1 documents without relations", "1 concepts without mentions and 1 relations "
-                 "to them", "1 relations of a concept with itself", "1 duplicate relations",
+    assert "5 DWIE documents (3 train, 2 test) -> 2 train, 1 dev, 1 test; 6 relations" in summary
+    for part in ("dropped: 1 documents without entities", "3 concepts without mentions and 2 "
+                 "relations to them", "1 relations of a concept with itself",
+                 "1 duplicate relations", "kept 1 documents without relations",
                  "2 sentence boundaries removed inside mentions"):
         assert part in summary
 
@@ -97,9 +99,9 @@ def test_rel2id_is_na_then_the_sorted_predicates(prepared):
 
 def test_dev_is_the_train_document_with_the_smallest_id_hash(prepared):
     folder, _ = prepared
-    # sha256("DW_101") = 2024..., sha256("DW_205") = da82...; DW_400 has no relation.
+    # sha256: DW_101 2024..., DW_400 855d..., DW_205 da82...; DW_500 (no entity) is dropped.
     assert [d["title"] for d in read(folder, "dev.json")] == ["DW_101"]
-    assert [d["title"] for d in read(folder, "train.json")] == ["DW_205"]
+    assert [d["title"] for d in read(folder, "train.json")] == ["DW_205", "DW_400"]
     assert [d["title"] for d in read(folder, "test.json")] == ["DW_300"]
 
 
@@ -153,17 +155,20 @@ def test_output_loads_with_the_docred_reader_and_builds_hdgs(prepared, tokenizer
 
     folder, _ = prepared
     rel2id = load_rel2id(folder / "rel2id.json")
+    sizes = {}
     for split in ("train", "dev", "test"):
         docs = load_docred(folder / f"{split}.json", rel2id=rel2id, require_labels=True)
         data = DocREDDataset(folder / f"{split}.json", tokenizer, rel2id)
-        assert len(data) == len(docs) == 1
-        graph = data[0]
-        num_entities = len(docs[0]["vertexSet"])
-        assert graph["entity"].num_nodes == num_entities
-        assert graph["mention"].num_nodes == sum(len(e) for e in docs[0]["vertexSet"])
-        y = graph["entity", "pair", "entity"].y
-        assert y.shape == (num_entities * (num_entities - 1), len(rel2id))
-        assert int(y[:, 1:].sum()) == len(docs[0]["labels"])
+        sizes[split] = len(data)
+        assert len(data) == len(docs)
+        for doc, graph in zip(docs, data):
+            num_entities = len(doc["vertexSet"])
+            assert graph["entity"].num_nodes == num_entities
+            assert graph["mention"].num_nodes == sum(len(e) for e in doc["vertexSet"])
+            y = graph["entity", "pair", "entity"].y
+            assert y.shape == (num_entities * (num_entities - 1), len(rel2id))
+            assert int(y[:, 1:].sum()) == len(doc["labels"])
+    assert sizes == {"train": 2, "dev": 1, "test": 1}
 
 
 def test_rerun_is_identical_and_keeps_the_files(prepared, tmp_path):
@@ -180,7 +185,7 @@ def test_rerun_is_identical_and_keeps_the_files(prepared, tmp_path):
 def test_from_accepts_dir_slash_dwie(tmp_path):
     shutil.copytree(FIXTURES, tmp_path / "dwie")
     result = dwie.convert(str(tmp_path), dev_size=1)
-    assert [len(result.splits[s]) for s in ("train", "dev", "test")] == [1, 1, 1]
+    assert [len(result.splits[s]) for s in ("train", "dev", "test")] == [2, 1, 1]
 
 
 # ------------------------------------------------------------------------------------ errors
@@ -243,7 +248,7 @@ def test_without_from_or_with_too_large_a_dev_split(tmp_path):
     assert proc.returncode == 2 and "cannot be downloaded" in proc.stderr
     assert "src/dwie_download.py" in proc.stderr
     line = one_line_error(run_prepare("--from", FIXTURES, "--out", tmp_path))  # default 98
-    assert "only 2 training documents with relations: cannot hold out 98 as dev" in line
+    assert "only 3 training documents with entities: cannot hold out 98 as dev" in line
     assert not (tmp_path / "dwie").exists()
     proc = subprocess.run([sys.executable, str(SCRIPT), "docred-meta", "--dev-size", "3"],
                           capture_output=True, text=True, timeout=60)
