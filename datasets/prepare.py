@@ -3,9 +3,15 @@
 
     python datasets/prepare.py NAME [--from DIR] [--out DIR]
 
-NAME is one of ``re-docred``, ``docred``, ``revisit-docred``, ``docred-meta`` (see ``REGISTRY``).
-The files are written to ``OUT/NAME/`` (``OUT`` defaults to the folder of this script), each one
-checked against its sha256 before it is placed, then the stamp ``OUT/NAME/.prepared`` is written.
+NAME is one of ``re-docred``, ``docred``, ``revisit-docred``, ``docred-meta`` (see ``REGISTRY``),
+or ``dwie`` (see ``CONVERTED``). The files are written to ``OUT/NAME/`` (``OUT`` defaults to the
+folder of this script), each one checked against its sha256 before it is placed, then the stamp
+``OUT/NAME/.prepared`` is written.
+
+* ``dwie`` is not downloaded but converted: ``--from DIR`` names the folder of DWIE's
+  ``annos_with_content`` JSON files (or ``DIR/dwie/``, or a DWIE checkout), which
+  ``datasets/dwie.py`` turns into DocRED-format ``train.json``, ``dev.json``, ``test.json`` and
+  ``rel2id.json``; ``--dev-size N`` sets how many training documents ``dev.json`` holds.
 
 * ``--from DIR`` copies the files from ``DIR/NAME/`` (no network). A required file missing there
   is an error; a missing optional file is skipped with a note on how to get it.
@@ -172,6 +178,21 @@ def _canonical_json(data: bytes, sort_key) -> bytes:
 NORMALIZERS: dict[str, Callable[[bytes], bytes]] = {
     "json-by-value": lambda data: _canonical_json(data, lambda kv: (kv[1], kv[0])),
     "json-by-pid": lambda data: _canonical_json(data, _pid_key),
+}
+
+
+# Datasets that are converted from a local copy instead of downloaded: NAME -> its module in this
+# folder, which has ``convert(source, dev_size=...)`` (returning ``splits``, ``rel2id`` and
+# ``summary()``) and ``ConversionError``, raised for bad input with the file, document and field.
+CONVERTED: dict[str, dict] = {
+    "dwie": {
+        "title": "DWIE (Zaporojets et al., IPM 2021): converted to the DocRED format (--from DIR)",
+        "homepage": "https://github.com/klimzaporojets/DWIE",
+        "module": "dwie.py",
+        "manual": "clone https://github.com/klimzaporojets/DWIE, run its src/dwie_download.py "
+                  "(it adds the article texts), then: python datasets/prepare.py dwie --from "
+                  "DWIE/data/annos_with_content",
+    },
 }
 
 
@@ -439,15 +460,91 @@ def _fmt_size(path: str) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size} bytes"
 
 
+def _load_converter(name: str, spec: dict):
+    """The converter module of a ``CONVERTED`` dataset, loaded from this folder by path."""
+    import importlib.util
+    path = os.path.join(HERE, spec["module"])
+    key = f"_prepare_{name.replace('-', '_')}"
+    if key in sys.modules:
+        return sys.modules[key]
+    module_spec = importlib.util.spec_from_file_location(key, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[key] = module   # registered before it runs, as importlib does (dataclasses need it)
+    try:
+        module_spec.loader.exec_module(module)
+    except (OSError, ImportError) as exc:
+        del sys.modules[key]
+        raise PrepareError(f"{name}: cannot load its converter {path} ({exc})") from None
+    except BaseException:
+        del sys.modules[key]
+        raise
+    return module
+
+
+def prepare_converted(name: str, source: Optional[str], out: Optional[str] = None,
+                      log: Callable[[str], None] = print, dev_size: Optional[int] = None) -> dict:
+    """Convert the local copy ``source`` of a ``CONVERTED`` dataset into ``out/name``.
+
+    Everything is read and checked before anything is written; then each file goes through a
+    temporary file and ``os.replace``, ``SHA256SUMS`` lists the written files, and the stamp is
+    written last. Returns ``prepare``'s dict plus ``"summary"``.
+    """
+    spec = CONVERTED[name]
+    if source is None:
+        raise PrepareError(f"{name} cannot be downloaded by this script: {spec['manual']}", code=2)
+    if not os.path.isdir(source):
+        raise PrepareError(f"--from directory {source} does not exist")
+    module = _load_converter(name, spec)
+    kwargs = {} if dev_size is None else {"dev_size": dev_size}
+    try:
+        result = module.convert(source, **kwargs)
+    except module.ConversionError as exc:
+        raise PrepareError(f"{name}: {exc}") from None
+    texts = {f"{split}.json": json.dumps(docs, ensure_ascii=False)
+             for split, docs in result.splits.items()}
+    texts["rel2id.json"] = json.dumps(result.rel2id, indent=1, ensure_ascii=False)
+    folder = os.path.join(os.path.abspath(out or HERE), name)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise PrepareError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    stamp = os.path.join(folder, STAMP)
+    _remove(stamp)
+    done: dict[str, list] = {"placed": [], "kept": [], "skipped": [], "unpinned": []}
+    sums = {}
+    for fname, text in texts.items():
+        path = os.path.join(folder, fname)
+        sums[fname] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if os.path.isfile(path) and sha256_file(path) == sums[fname]:
+            done["kept"].append(fname)
+            continue
+        _atomic_write_text(path, text)
+        done["placed"].append(fname)
+        log(f"  wrote {fname} ({_fmt_size(path)}, sha256 {sums[fname]})")
+    _write_sums(folder, sums)
+    _atomic_write_text(stamp, f"# {name}: converted by datasets/prepare.py from {source}\n"
+                       + "".join(f"{sums[f]}  {f}\n" for f in sorted(sums)))
+    done["summary"] = result.summary()
+    log(f"{name}: {done['summary']}")
+    log(f"{name}: ready in {folder} ({len(done['placed'])} files written, "
+        f"{len(done['kept'])} unchanged)")
+    return done
+
+
 def prepare(name: str, source: Optional[str] = None, out: Optional[str] = None,
-            log: Callable[[str], None] = print) -> dict:
+            log: Callable[[str], None] = print, dev_size: Optional[int] = None) -> dict:
     """Prepare dataset ``name`` into ``out/name``; copy from ``source/name`` when ``source`` is given.
 
     Returns ``{"placed": [...], "kept": [...], "skipped": [...], "unpinned": [...]}``.
-    Raises ``PrepareError`` on any failure.
+    Raises ``PrepareError`` on any failure. A ``CONVERTED`` dataset goes to ``prepare_converted``.
     """
+    if name in CONVERTED:
+        return prepare_converted(name, source, out, log, dev_size)
     if name not in REGISTRY:
-        raise PrepareError(f"unknown dataset {name!r}; valid names: {', '.join(REGISTRY)}", code=2)
+        raise PrepareError(f"unknown dataset {name!r}; valid names: "
+                           f"{', '.join([*REGISTRY, *CONVERTED])}", code=2)
+    if dev_size is not None:
+        raise PrepareError(f"--dev-size applies to {', '.join(CONVERTED)} only, not {name}", code=2)
     spec = REGISTRY[name]
     folder = os.path.join(os.path.abspath(out or HERE), name)
     src_folder = None
@@ -586,16 +683,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    listing = "\n".join(f"  {key:15s} {spec['title']}" for key, spec in REGISTRY.items())
+    listing = "\n".join(f"  {key:15s} {spec['title']}"
+                        for key, spec in [*REGISTRY.items(), *CONVERTED.items()])
     parser = _Parser(
         prog="prepare.py",
         description="Copy (--from) or download the data files of a dataset, verify their sha256 and "
                     "write them to OUT/NAME/, then the stamp OUT/NAME/.prepared.",
         epilog=f"datasets:\n{listing}\n\nexample: python datasets/prepare.py re-docred --from ../shared/datasets\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", metavar="NAME", help="one of: " + ", ".join(REGISTRY))
+    parser.add_argument("name", metavar="NAME", help="one of: " + ", ".join([*REGISTRY, *CONVERTED]))
     parser.add_argument("--from", dest="source", metavar="DIR",
-                        help="copy from DIR/NAME/ instead of downloading")
+                        help="copy from DIR/NAME/ instead of downloading (dwie: convert the DWIE "
+                             "JSON files in DIR, DIR/dwie/ or DIR/data/annos_with_content/)")
+    parser.add_argument("--dev-size", type=int, metavar="N",
+                        help="dwie only: training documents held out as dev.json (default 98)")
     parser.add_argument("--out", metavar="DIR", default=HERE,
                         help="write to DIR/NAME/ (default: the folder of this script)")
     return parser
@@ -604,7 +705,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list] = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
-        prepare(args.name, source=args.source, out=args.out)
+        prepare(args.name, source=args.source, out=args.out, dev_size=args.dev_size)
         return 0
     except PrepareError as exc:
         print(f"prepare.py: error: {exc}", file=sys.stderr)

@@ -213,7 +213,26 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def text_to_document(text: str, entities: Sequence[Mapping], *, title: str = "text"
+def _check_sentences(text: str, sentences: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for i, span in enumerate(sentences):
+        if (not isinstance(span, (list, tuple)) or len(span) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in span)):
+            raise TextFormatError(f"sentences[{i}]: must be [start, end] character offsets, "
+                                  f"got {span!r}")
+        start, end = span
+        low = spans[-1][1] if spans else 0
+        if not low <= start < end <= len(text):
+            raise TextFormatError(f"sentences[{i}]: {list(span)} is not a span of the text after "
+                                  f"the previous sentence (need {low} <= start < end <= {len(text)})")
+        if not tokenize(text, start, end):
+            raise TextFormatError(f"sentences[{i}]: {list(span)} holds no word")
+        spans.append((start, end))
+    return spans
+
+
+def text_to_document(text: str, entities: Sequence[Mapping], *, title: str = "text",
+                     sentences: Optional[Sequence[Sequence[int]]] = None
                      ) -> tuple[dict, list[list[list[int]]]]:
     """A DocRED document for ``text`` and its entities, and each mention's character span.
 
@@ -222,6 +241,10 @@ def text_to_document(text: str, entities: Sequence[Mapping], *, title: str = "te
         entities: one dict per entity: ``{"mentions": [[start, end], ...], "type": "PER"}``
             (character offsets, ``end`` exclusive; ``type`` optional, default ``MISC``).
         title: the document's title.
+        sentences: sentence spans ``[start, end)`` to use instead of
+            :func:`split_sentences` (a corpus with its own line structure, e.g. DWIE's
+            ``title\\nteaser\\nbody``): sorted, not overlapping, each holding a word; text
+            outside them is dropped. Neighbours that a mention straddles are merged as usual.
 
     Returns:
         ``(document, spans)``: the DocRED dict (``title``, ``sents``, ``vertexSet``; entity order
@@ -242,7 +265,7 @@ def text_to_document(text: str, entities: Sequence[Mapping], *, title: str = "te
 
     # Sentences (they cover every non-space character); merge neighbours that a mention
     # straddles.
-    sentences = split_sentences(text)
+    sentences = split_sentences(text) if sentences is None else _check_sentences(text, sentences)
     merged: list[list[int]] = []
     for s, e in sentences:
         if merged and any(ms < merged[-1][1] and me > s for ent in spans for ms, me in ent):
