@@ -535,15 +535,14 @@ def write_summary(study: Study, command: str, say: Callable[[str], None] = print
 
 # ------------------------------------------------------------------------------ verify
 
-def _split_documents(config, split, base_dir: Path, cache: dict, unique_titles: bool
-                     ) -> list[dict]:
+def _split_documents(config, split, base_dir: Path, cache: dict) -> list[dict]:
     from pyg_docre.data import load_docred, parse_doc_range
 
     path = config.data.resolve(split.file, base_dir)
-    key = (str(path), unique_titles)
-    if key not in cache:
-        cache[key] = load_docred(path, unique_titles=unique_titles)
-    docs = cache[key]
+    # read once per file (the scorer itself refuses gold documents with repeated titles)
+    if str(path) not in cache:
+        cache[str(path)] = load_docred(path, unique_titles=False)
+    docs = cache[str(path)]
     return [docs[i] for i in parse_doc_range(split.docs, len(docs))]
 
 
@@ -558,13 +557,13 @@ def rescore_run(result_dir: str | os.PathLike, base_dir: str | os.PathLike = ROO
     cache = {} if cache is None else cache
     config = load_config(result_dir / "config.yaml")
     ign_split = config.data.ign_train or config.data.train
-    train = _split_documents(config, ign_split, base_dir, cache, unique_titles=False)
+    train = _split_documents(config, ign_split, base_dir, cache)
     scores = {}
     for split_name, split in (("dev", config.data.dev), ("test", config.data.test)):
         result = result_dir / f"result_{split_name}.json"
         if split is None or not result.is_file():
             continue
-        gold = _split_documents(config, split, base_dir, cache, unique_titles=True)
+        gold = _split_documents(config, split, base_dir, cache)
         scorer = DocREDScorer(gold, train)
         scores[split_name] = scorer.score(read_result(result),
                                           pred_path=result).to_dict(percent=True)
