@@ -474,6 +474,10 @@ def summary_markdown(study: Study, command: str, metrics: Optional[dict] = None,
     if len(devices) > 1:
         lines.append(f"- **Warning: the runs were made on different devices** "
                      f"({', '.join(sorted(devices))}); their scores may not be comparable.")
+    dirty = sorted(c for c in commits if c.endswith("-dirty"))
+    if dirty:
+        lines.append(f"- **Warning: some runs were made from a checkout with uncommitted "
+                     f"changes** ({', '.join(dirty)}): their code is not exactly the commit.")
     for label, groups in (("device", devices), ("commit", commits)):
         for value, runs in sorted(groups.items()):
             lines.append(f"- {label} `{value}`: {len(runs)} run(s) ({', '.join(sorted(runs))})")

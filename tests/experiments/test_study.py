@@ -199,7 +199,8 @@ def test_summary_json_and_markdown(study_mod, tmp_path, capsys):
     full = {66: 56.0, 67: 57.0, 68: 55.0}
     for seed, f1 in full.items():
         fake_done(study, "full", seed, fake_metrics(f1, seed=seed))
-    fake_done(study, "atlop", 68, fake_metrics(54.0, seed=68, device="cuda:0", commit="def456"))
+    fake_done(study, "atlop", 68, fake_metrics(54.0, seed=68, device="cuda:0",
+                                               commit="def456-dirty"))
     fake_done(study, "atlop", 66, fake_metrics(53.5, ign=53.0, dev=51.0, seed=66))
     # a complete run folder not yet collected is collected by --summary-only
     fake_complete_run(study, "no_kd", 67, fake_metrics(56.25, seed=67))
@@ -226,7 +227,8 @@ def test_summary_json_and_markdown(study_mod, tmp_path, capsys):
     assert "python experiments/study.py " + str(path) + " --summary-only" in md
     assert "test-protocol" in md
     assert "different devices" in md and "`cuda:0`" in md and "`cpu`" in md
-    assert "`abc123`" in md and "`def456`" in md
+    assert "`abc123`" in md and "`def456-dirty`: 1 run(s) (atlop/68)" in md
+    assert "uncommitted changes** (def456-dirty)" in md
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -258,7 +260,7 @@ def test_gap_table_pairs_seeds(study_mod, tmp_path):
     gaps = md_table(md, "| row | seed 66 |")
     assert gaps["atlop"][1:] == ["-2.50", "n/a", "-1.00", "-1.75", "2"]
     assert gaps["no_kd"][1:] == ["n/a", "n/a", "n/a", "n/a", "0"] and "full" not in gaps
-    assert md.count("different devices") == 0
+    assert "different devices" not in md and "uncommitted" not in md
 
 
 def test_failed_run_is_reported_and_the_others_go_on(study_mod, tmp_path, monkeypatch, capsys):
