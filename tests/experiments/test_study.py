@@ -349,3 +349,15 @@ def test_study_end_to_end_with_smoke(study_mod, tmp_path, redocred_test_path, re
     assert study_mod.rescore_run(study.result_dir("full", 66), ROOT, cache)["test"]["f1"] == 100
     problems = study_mod.verify_run(study.result_dir("full", 66), ROOT, cache)
     assert any(p.startswith(f"{metrics_path}: test.f1: stored") for p in problems), problems
+
+
+def test_threads_per_run(study_mod, monkeypatch):
+    """--parallel N gives each run cpu_count // N threads (at least 1) unless the user set it."""
+    monkeypatch.setattr(study_mod.os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert study_mod._child_env(2)["OMP_NUM_THREADS"] == "4"
+    assert study_mod._child_env(16)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    env = study_mod._child_env(2)
+    assert env["OMP_NUM_THREADS"] == "3"
+    assert env["PYTHONPATH"].split(study_mod.os.pathsep)[0] == str(ROOT)
