@@ -1,0 +1,716 @@
+#!/usr/bin/env python
+"""Run a fidelity study: every row (a config with overrides) of a study file over its seeds.
+
+    python experiments/study.py experiments/studies/redocred_cpu.yaml [--rows a,b] [--seeds 66,67]
+        [--parallel N] [--device cpu|cuda] [--max-runs K] [--dry-run] [--summary-only] [--verify]
+
+A study file (YAML) names the ``protocol``, the ``seeds``, the ``output`` results folder, the
+``runs_dir`` where the full run folders go (git-ignored) and the ``rows``, each
+``{name, config, overrides: [dotted.key=value, ...]}`` (the syntax of ``pyg-docre train
+--set``). The file and every row's config with its overrides are checked before anything runs.
+
+Each (row, seed) that is not done yet runs as ``python -m pyg_docre train --config C --set ...
+--set training.seed=S --output RUNS_DIR/ROW/SEED --resume`` (an interrupted run continues), in a
+fixed order: all rows of the first seed, then the second seed, ... (a partial study is paired).
+Its stdout and stderr go to ``study.log`` in its run folder. When the run is complete
+(``run_state.json``), ``config.yaml``, ``result_dev.json``, ``result_test.json`` and
+``metrics.json`` are copied atomically to ``OUTPUT/ROW/SEED/``; a (row, seed) is done when that
+folder holds ``metrics.json``, ``result_dev.json`` and ``result_test.json``. After every run the
+summary is rewritten: ``OUTPUT.json`` (per row: seeds, test F1, test Ign F1, dev F1 in percent),
+``OUTPUT.md`` (mean ± sample sd of the test and dev scores, the paired gap of each row to the
+``full`` row per seed, the command, devices and commits) and ``OUTPUT.png`` (test F1 per row;
+needs matplotlib, the ``bench`` extra). A failed run is reported with its log and the others go
+on; the exit status is then 1.
+
+``--summary-only`` collects the complete runs and rewrites the summary without starting any.
+``--verify`` rescores every copied ``result_dev.json`` / ``result_test.json`` with the official
+scorer against the data of the run's own ``config.yaml`` and checks that ``metrics.json`` holds
+the same numbers (to 1e-6, percent); a mismatch names the file and the field, exit status 1.
+A bad study file or option: one line naming the file and the field, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import io
+import json
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pyg_docre.config import ConfigError, load_config, yaml_load  # noqa: E402
+from pyg_docre.io import atomic_write, atomic_write_text  # noqa: E402
+
+__all__ = ["StudyError", "Row", "Study", "load_study", "plan_runs", "train_command",
+           "collect_run", "build_summary", "summary_markdown", "gap_table", "write_summary",
+           "rescore_run", "verify_run", "verify_study", "run_study", "main"]
+
+STUDY_KEYS = ("protocol", "seeds", "output", "runs_dir", "rows")
+ROW_KEYS = ("name", "config", "overrides")
+#: A (row, seed) is done when its results folder holds these.
+DONE_FILES = ("metrics.json", "result_dev.json", "result_test.json")
+#: Copied from a complete run folder, metrics.json last (so "done" means everything is there).
+COPIED_FILES = ("config.yaml", "result_dev.json", "result_test.json", "metrics.json")
+LOG_NAME = "study.log"
+SCORES = ("precision", "recall", "f1", "ign_f1", "intra_f1", "inter_f1")
+TOLERANCE = 1e-6            # percent, for --verify
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class StudyError(ConfigError):
+    """A study file or a study option is invalid; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    config: str                 # as written in the study file
+    overrides: tuple[str, ...]
+    config_path: Path           # the resolved config file
+    packaged: bool              # config is the name of a packaged config
+
+
+@dataclass(frozen=True)
+class Study:
+    path: Path
+    protocol: str
+    seeds: tuple[int, ...]
+    output: Path                # absolute
+    runs_dir: Path              # absolute
+    rows: tuple[Row, ...]
+    base_dir: Path              # where data paths and relative study paths resolve
+
+    def row(self, name: str) -> Row:
+        return next(r for r in self.rows if r.name == name)
+
+    def result_dir(self, row: str, seed: int) -> Path:
+        return self.output / row / str(seed)
+
+    def run_dir(self, row: str, seed: int) -> Path:
+        return self.runs_dir / row / str(seed)
+
+    def is_done(self, row: str, seed: int) -> bool:
+        folder = self.result_dir(row, seed)
+        return all((folder / name).is_file() for name in DONE_FILES)
+
+    def summary_path(self, suffix: str) -> Path:
+        return self.output.with_name(self.output.name + suffix)
+
+
+# ------------------------------------------------------------------------------ study file
+
+def _resolve_config(name: str, base_dir: Path) -> tuple[Path, bool]:
+    """A row's config: a path (absolute, or relative to ``base_dir``) or a packaged name."""
+    from pyg_docre.cli import find_config
+
+    given = Path(name)
+    path = given if given.is_absolute() else base_dir / given
+    if path.is_file():
+        return path, False
+    return find_config(name), True
+
+
+def _seed_override(seed: int) -> str:
+    return f"training.seed={seed}"
+
+
+def _device_override(device: Optional[str]) -> list[str]:
+    return [] if device is None else [f"training.device={device}"]
+
+
+def load_study(path: str | os.PathLike, *, base_dir: str | os.PathLike = ROOT,
+               device: Optional[str] = None) -> Study:
+    """Read and check a study file, and every row's config with its overrides (for each seed,
+    with ``device`` if given): a problem is a :class:`StudyError` naming the file and field."""
+    path = Path(path)
+    base_dir = Path(base_dir)
+    try:
+        values = yaml_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StudyError(f"{path}: no such study file") from None
+    except Exception as err:        # yaml.YAMLError, UnicodeDecodeError, IsADirectoryError
+        raise StudyError(f"{path}: not a readable YAML file ({err})") from None
+    if not isinstance(values, dict):
+        raise StudyError(f"{path}: expected a mapping with the keys {', '.join(STUDY_KEYS)}")
+    for key in values:
+        if key not in STUDY_KEYS:
+            raise StudyError(f"{path}: unknown key {key!r}; valid keys: {', '.join(STUDY_KEYS)}")
+    for key in STUDY_KEYS:
+        if key not in values:
+            raise StudyError(f"{path}: {key}: required")
+
+    protocol = values["protocol"]
+    if not isinstance(protocol, str) or not protocol.strip():
+        raise StudyError(f"{path}: protocol: expected a non-empty string, got {protocol!r}")
+    seeds = values["seeds"]
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise StudyError(f"{path}: seeds: expected a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise StudyError(f"{path}: seeds: a seed is listed twice in {seeds}")
+    folders = {}
+    for key in ("output", "runs_dir"):
+        value = values[key]
+        if not isinstance(value, str) or not value.strip():
+            raise StudyError(f"{path}: {key}: expected a folder path, got {value!r}")
+        folder = Path(value)
+        folders[key] = folder if folder.is_absolute() else base_dir / folder
+    if folders["output"].resolve() == folders["runs_dir"].resolve():
+        raise StudyError(f"{path}: output and runs_dir must be different folders")
+
+    raw_rows = values["rows"]
+    if not isinstance(raw_rows, list) or not raw_rows:
+        raise StudyError(f"{path}: rows: expected a non-empty list of "
+                         f"{{name, config, overrides}}, got {raw_rows!r}")
+    rows: list[Row] = []
+    for i, raw in enumerate(raw_rows):
+        where = f"{path}: rows[{i}]"
+        if not isinstance(raw, dict):
+            raise StudyError(f"{where}: expected a mapping with the keys {', '.join(ROW_KEYS)}")
+        for key in raw:
+            if key not in ROW_KEYS:
+                raise StudyError(f"{where}: unknown key {key!r}; valid keys: "
+                                 f"{', '.join(ROW_KEYS)}")
+        for key in ("name", "config"):
+            if key not in raw:
+                raise StudyError(f"{where}: {key}: required")
+        name = raw["name"]
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise StudyError(f"{where}: name: {name!r} is not a folder name (letters, digits, "
+                             f"'_', '.', '-')")
+        if any(r.name == name for r in rows):
+            raise StudyError(f"{where}: name: {name!r} is used by an earlier row")
+        where = f"{path}: rows[{i}] ({name})"
+        config = raw["config"]
+        if not isinstance(config, str) or not config.strip():
+            raise StudyError(f"{where}: config: expected a config name or path, got {config!r}")
+        overrides = raw.get("overrides") or []
+        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            raise StudyError(f"{where}: overrides: expected a list of 'key=value' strings, got "
+                             f"{overrides!r}")
+        for item in overrides:
+            key = item.split("=", 1)[0].strip()
+            if key == "training.seed":
+                raise StudyError(f"{where}: overrides: {item!r}: the seed is set by the study's "
+                                 f"seeds")
+            if key == "training.device" and device is not None:
+                raise StudyError(f"{where}: overrides: {item!r} conflicts with --device {device}")
+        try:
+            config_path, packaged = _resolve_config(config, base_dir)
+        except FileNotFoundError as err:
+            raise StudyError(f"{where}: config: {err}") from None
+        for seed in seeds:
+            try:
+                resolved = load_config(config_path, [*overrides, _seed_override(seed),
+                                                     *_device_override(device)])
+            except ConfigError as err:
+                raise StudyError(f"{where}: overrides: {err}") from None
+        if resolved.data.test is None:
+            raise StudyError(f"{where}: config: {config_path} has no data.test split, so the "
+                             f"run would write no result_test.json")
+        rows.append(Row(name, config, tuple(overrides), config_path, packaged))
+    return Study(path, protocol, tuple(seeds), folders["output"], folders["runs_dir"],
+                 tuple(rows), base_dir)
+
+
+# ------------------------------------------------------------------------------ runs
+
+def _select(study: Study, rows: Optional[Iterable[str]], seeds: Optional[Iterable[int]]
+            ) -> tuple[list[str], list[int]]:
+    names = [r.name for r in study.rows]
+    if rows is not None:
+        rows = list(rows)
+        unknown = [r for r in rows if r not in names]
+        if unknown:
+            raise StudyError(f"--rows: {', '.join(unknown)} not in {study.path} (rows: "
+                             f"{', '.join(names)})")
+        names = [n for n in names if n in rows]
+    chosen = list(study.seeds)
+    if seeds is not None:
+        seeds = list(seeds)
+        unknown = [str(s) for s in seeds if s not in study.seeds]
+        if unknown:
+            raise StudyError(f"--seeds: {', '.join(unknown)} not in {study.path} (seeds: "
+                             f"{', '.join(map(str, study.seeds))})")
+        chosen = [s for s in chosen if s in seeds]
+    return names, chosen
+
+
+def plan_runs(study: Study, rows: Optional[Iterable[str]] = None,
+              seeds: Optional[Iterable[int]] = None) -> list[tuple[str, int]]:
+    """The (row, seed) pairs still to do, seed-major: every row of the first seed, then the
+    second seed, ... (in the study's order; ``rows``/``seeds`` restrict it)."""
+    names, chosen = _select(study, rows, seeds)
+    return [(name, seed) for seed in chosen for name in names if not study.is_done(name, seed)]
+
+
+def train_command(study: Study, row: str, seed: int, device: Optional[str] = None) -> list[str]:
+    """The ``python -m pyg_docre train`` command of one (row, seed)."""
+    r = study.row(row)
+    cmd = [sys.executable, "-m", "pyg_docre", "train",
+           "--config", r.config if r.packaged else str(r.config_path)]
+    for item in [*r.overrides, _seed_override(seed), *_device_override(device)]:
+        cmd += ["--set", item]
+    # relative to the checkout (the command's working directory) when inside it, so that the
+    # command recorded in metrics.json does not name this machine's folders
+    output = _display(study.run_dir(row, seed), study.base_dir)
+    return cmd + ["--output", output, "--resume"]
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    data = src.read_bytes()
+    atomic_write(dst, lambda f: f.write(data), binary=True)
+
+
+def collect_run(study: Study, row: str, seed: int) -> bool:
+    """Copy a complete run's files into the results folder (atomically, metrics.json last);
+    True when the (row, seed) is done afterwards."""
+    from pyg_docre.training.run_folder import read_run_state
+
+    if study.is_done(row, seed):
+        return True
+    run = study.run_dir(row, seed)
+    state = read_run_state(run)
+    if not state or state.get("state") != "complete":
+        return False
+    missing = [name for name in COPIED_FILES if not (run / name).is_file()]
+    if missing:
+        raise StudyError(f"{run}: complete, but {', '.join(missing)} missing")
+    dest = study.result_dir(row, seed)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPIED_FILES:
+        _copy_atomic(run / name, dest / name)
+    return True
+
+
+def _child_env(parallel: int) -> dict:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def _run_one(study: Study, row: str, seed: int, cmd: list[str], env: dict) -> int:
+    run = study.run_dir(row, seed)
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / LOG_NAME, "a", encoding="utf-8") as log:
+        log.write(f"# {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} "
+                  f"{shlex.join(cmd)}\n")
+        log.flush()
+        return subprocess.run(cmd, cwd=study.base_dir, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+
+
+def run_study(study: Study, plan: list[tuple[str, int]], *, parallel: int = 1,
+              device: Optional[str] = None, command: str = "",
+              say: Callable[[str], None] = print) -> list[str]:
+    """Run ``plan`` (``parallel`` at a time, started in order), collect each finished run and
+    rewrite the summary after it; return one message per failed run (empty: all succeeded)."""
+    env = _child_env(parallel)
+    failures: list[str] = []
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = {}
+        for row, seed in plan:
+            cmd = train_command(study, row, seed, device)
+            futures[pool.submit(_run_one, study, row, seed, cmd, env)] = (row, seed)
+        for future in as_completed(futures):
+            row, seed = futures[future]
+            log = study.run_dir(row, seed) / LOG_NAME
+            try:
+                rc = future.result()
+                done = collect_run(study, row, seed)
+            except Exception as err:            # OSError, StudyError
+                rc, done = f"error {err}", False
+            if rc == 0 and done:
+                say(f"done   {row}/{seed} -> {study.result_dir(row, seed)}")
+            else:
+                why = f"exit status {rc}" if rc != 0 else "the run is not complete"
+                failures.append(f"{row}/{seed} failed ({why}); log: {log}")
+                say(f"FAILED {failures[-1]}")
+            write_summary(study, command, say=say)
+    return failures
+
+
+# ------------------------------------------------------------------------------ summary
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise StudyError(f"{path}: cannot read ({err})") from None
+
+
+def _metrics(study: Study) -> dict[tuple[str, int], dict]:
+    """metrics.json of every done (row, seed)."""
+    return {(r.name, s): _read_json(study.result_dir(r.name, s) / "metrics.json")
+            for r in study.rows for s in study.seeds if study.is_done(r.name, s)}
+
+
+def _score(metrics: dict, split: str, key: str, path: str) -> float:
+    try:
+        value = metrics[split][key]
+    except (KeyError, TypeError):
+        raise StudyError(f"{path}: {split}.{key}: missing") from None
+    if value is None:
+        raise StudyError(f"{path}: {split}.{key}: null (no training documents for Ign F1?)")
+    return float(value)
+
+
+def build_summary(study: Study, metrics: Optional[dict] = None) -> dict:
+    """The content of ``OUTPUT.json``: per row, its done seeds in the study's order and their
+    test F1, test Ign F1 and dev F1 (percent)."""
+    metrics = _metrics(study) if metrics is None else metrics
+    rows = []
+    for r in study.rows:
+        seeds = [s for s in study.seeds if (r.name, s) in metrics]
+        paths = {s: str(study.result_dir(r.name, s) / "metrics.json") for s in seeds}
+        rows.append({
+            "name": r.name, "config": r.config, "overrides": list(r.overrides), "seeds": seeds,
+            "test_f1": [_score(metrics[r.name, s], "test", "f1", paths[s]) for s in seeds],
+            "test_ign_f1": [_score(metrics[r.name, s], "test", "ign_f1", paths[s])
+                            for s in seeds],
+            "dev_f1": [_score(metrics[r.name, s], "dev", "f1", paths[s]) for s in seeds]})
+    return {"protocol": study.protocol, "rows": rows}
+
+
+def mean_sd(values: list[float]) -> tuple[Optional[float], Optional[float]]:
+    """Mean and sample standard deviation (ddof=1); None where undefined."""
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _mean_sd_text(values: list[float]) -> str:
+    mean, sd = mean_sd(values)
+    if mean is None:
+        return "n/a"
+    return f"{mean:.2f} ± " + ("n/a" if sd is None else f"{sd:.2f}")
+
+
+def gap_table(summary: dict, seeds: Iterable[int], reference: str = "full") -> list[dict]:
+    """Per row other than ``reference``: ``{"name", "gaps": {seed: row F1 - reference F1},
+    "mean": mean gap or None}`` over the seeds both have (test F1, percent)."""
+    by_name = {r["name"]: r for r in summary["rows"]}
+    if reference not in by_name:
+        return []
+    ref = dict(zip(by_name[reference]["seeds"], by_name[reference]["test_f1"]))
+    out = []
+    for r in summary["rows"]:
+        if r["name"] == reference:
+            continue
+        mine = dict(zip(r["seeds"], r["test_f1"]))
+        gaps = {s: mine[s] - ref[s] for s in seeds if s in mine and s in ref}
+        out.append({"name": r["name"], "gaps": gaps,
+                    "mean": statistics.fmean(gaps.values()) if gaps else None})
+    return out
+
+
+def _environments(study: Study, metrics: dict) -> tuple[dict, dict]:
+    """{device: [row/seed]}, {commit: [row/seed]} of the done runs."""
+    devices: dict[str, list[str]] = {}
+    commits: dict[str, list[str]] = {}
+    for (row, seed), m in metrics.items():
+        env = m.get("environment") or {}
+        devices.setdefault(str(env.get("device", "unknown")), []).append(f"{row}/{seed}")
+        commits.setdefault(str(env.get("git_commit", "unknown")), []).append(f"{row}/{seed}")
+    return devices, commits
+
+
+def _display(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def summary_markdown(study: Study, command: str, metrics: Optional[dict] = None,
+                     png_note: Optional[str] = None) -> str:
+    """The content of ``OUTPUT.md``."""
+    metrics = _metrics(study) if metrics is None else metrics
+    summary = build_summary(study, metrics)
+    total = len(study.rows) * len(study.seeds)
+    lines = [f"# Fidelity study `{study.protocol}`", "",
+             f"Study file `{_display(study.path, study.base_dir)}`; {len(metrics)} of {total} "
+             f"runs done ({len(study.rows)} rows x seeds {', '.join(map(str, study.seeds))}). "
+             f"Scores in percent, test unless marked; mean ± sample sd (ddof=1) over the seeds "
+             f"done. Written by:", "", "```bash", command, "```", "",
+             "| row | config | overrides | n | P | R | F1 | Ign F1 | intra-F1 | inter-F1 "
+             "| dev F1 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in study.rows:
+        done = [s for s in study.seeds if (r.name, s) in metrics]
+        cells = [_mean_sd_text([float(metrics[r.name, s]["test"][k]) for s in done
+                                if metrics[r.name, s]["test"].get(k) is not None])
+                 for k in SCORES]
+        cells.append(_mean_sd_text([float(metrics[r.name, s]["dev"]["f1"]) for s in done]))
+        overrides = ", ".join(f"`{o}`" for o in r.overrides) or "-"
+        lines.append(f"| {r.name} | `{r.config}` | {overrides} | {len(done)} | "
+                     + " | ".join(cells) + " |")
+    gaps = gap_table(summary, study.seeds)
+    lines += [""]
+    if gaps:
+        lines += ["Paired gap to `full` (row test F1 − full test F1, same seed):", "",
+                  "| row | " + " | ".join(f"seed {s}" for s in study.seeds) + " | mean | n |",
+                  "|---|" + "---|" * (len(study.seeds) + 2)]
+        for g in gaps:
+            cells = [f"{g['gaps'][s]:+.2f}" if s in g["gaps"] else "n/a" for s in study.seeds]
+            mean = "n/a" if g["mean"] is None else f"{g['mean']:+.2f}"
+            lines.append(f"| {g['name']} | " + " | ".join(cells)
+                         + f" | {mean} | {len(g['gaps'])} |")
+    else:
+        lines.append("No paired gap table: the study has no row named `full`.")
+    devices, commits = _environments(study, metrics)
+    lines += ["", "Environment (from each run's metrics.json):", ""]
+    if len(devices) > 1:
+        lines.append(f"- **Warning: the runs were made on different devices** "
+                     f"({', '.join(sorted(devices))}); their scores may not be comparable.")
+    dirty = sorted(c for c in commits if c.endswith("-dirty"))
+    if dirty:
+        lines.append(f"- **Warning: some runs were made from a checkout with uncommitted "
+                     f"changes** ({', '.join(dirty)}): their code is not exactly the commit.")
+    for label, groups in (("device", devices), ("commit", commits)):
+        for value, runs in sorted(groups.items()):
+            lines.append(f"- {label} `{value}`: {len(runs)} run(s) ({', '.join(sorted(runs))})")
+    if not metrics:
+        lines.append("- no run done yet")
+    if png_note:
+        lines += ["", png_note]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(summary: dict, path: Path, protocol: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary["rows"]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(rows) + 1.5), 4.0))
+    means = [mean_sd(r["test_f1"])[0] for r in rows]
+    sds = [mean_sd(r["test_f1"])[1] or 0.0 for r in rows]
+    x = list(range(len(rows)))
+    ax.bar(x, [m if m is not None else 0.0 for m in means], yerr=sds, capsize=4,
+           color="#9ecae1", edgecolor="#3182bd")
+    for i, r in enumerate(rows):
+        ax.plot([i] * len(r["test_f1"]), r["test_f1"], "o", color="#08306b", markersize=4)
+    values = [v for r in rows for v in r["test_f1"]]
+    if values:
+        ax.set_ylim(max(0.0, min(values) - 5.0), min(100.0, max(values) + 3.0))
+    ax.set_xticks(x, [r["name"] for r in rows], rotation=45, ha="right")
+    ax.set_ylabel("test F1 (%)")
+    ax.set_title(f"{protocol}: test F1, mean ± sd, seeds as dots")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()), binary=True)
+
+
+def write_summary(study: Study, command: str, say: Callable[[str], None] = print) -> list[Path]:
+    """Rewrite ``OUTPUT.json``, ``OUTPUT.md`` and (with matplotlib) ``OUTPUT.png``."""
+    metrics = _metrics(study)
+    summary = build_summary(study, metrics)
+    study.output.parent.mkdir(parents=True, exist_ok=True)
+    written = [atomic_write_text(study.summary_path(".json"), json.dumps(summary, indent=2)
+                                 + "\n")]
+    png_note = None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        png_note = ("No chart: matplotlib is not installed (`pip install 'pyg_docre[bench]'`), "
+                    f"so {study.summary_path('.png').name} was not written.")
+        say(f"note: {png_note}")
+    else:
+        _plot(summary, study.summary_path(".png"), study.protocol)
+        written.append(study.summary_path(".png"))
+    written.insert(1, atomic_write_text(study.summary_path(".md"),
+                                        summary_markdown(study, command, metrics, png_note)))
+    return written
+
+
+# ------------------------------------------------------------------------------ verify
+
+def _split_documents(config, split, base_dir: Path, cache: dict) -> list[dict]:
+    from pyg_docre.data import load_docred, parse_doc_range
+
+    path = config.data.resolve(split.file, base_dir)
+    # read once per file (the scorer itself refuses gold documents with repeated titles)
+    if str(path) not in cache:
+        cache[str(path)] = load_docred(path, unique_titles=False)
+    docs = cache[str(path)]
+    return [docs[i] for i in parse_doc_range(split.docs, len(docs))]
+
+
+def rescore_run(result_dir: str | os.PathLike, base_dir: str | os.PathLike = ROOT,
+                cache: Optional[dict] = None) -> dict[str, dict]:
+    """Official DocRED scores (percent) of a results folder's ``result_dev.json`` and
+    ``result_test.json``, against the dev and test data of its ``config.yaml``, Ign F1 against
+    that config's training documents (``data.ign_train`` if set, else ``data.train``)."""
+    from pyg_docre.metrics import DocREDScorer, read_result
+
+    result_dir, base_dir = Path(result_dir), Path(base_dir)
+    cache = {} if cache is None else cache
+    config = load_config(result_dir / "config.yaml")
+    ign_split = config.data.ign_train or config.data.train
+    train = _split_documents(config, ign_split, base_dir, cache)
+    scores = {}
+    for split_name, split in (("dev", config.data.dev), ("test", config.data.test)):
+        result = result_dir / f"result_{split_name}.json"
+        if split is None or not result.is_file():
+            continue
+        gold = _split_documents(config, split, base_dir, cache)
+        scorer = DocREDScorer(gold, train)
+        scores[split_name] = scorer.score(read_result(result),
+                                          pred_path=result).to_dict(percent=True)
+    return scores
+
+
+def verify_run(result_dir: str | os.PathLike, base_dir: str | os.PathLike = ROOT,
+               cache: Optional[dict] = None, tolerance: float = TOLERANCE) -> list[str]:
+    """Mismatches between a results folder's ``metrics.json`` and a rescoring of its result
+    files, one message each naming the file and the field (empty: all equal)."""
+    result_dir = Path(result_dir)
+    metrics_path = result_dir / "metrics.json"
+    try:
+        stored = _read_json(metrics_path)
+        rescored = rescore_run(result_dir, base_dir, cache)
+    except (StudyError, ConfigError, ValueError, OSError) as err:
+        return [f"{result_dir}: cannot rescore ({err})"]
+    problems = []
+    for split in ("dev", "test"):
+        if split not in rescored:
+            problems.append(f"{result_dir / f'result_{split}.json'}: missing or no {split} split "
+                            f"in config.yaml")
+            continue
+        for key, value in rescored[split].items():
+            have = (stored.get(split) or {}).get(key)
+            if value is None and have is None:
+                continue
+            if value is None or have is None or abs(float(have) - value) > tolerance:
+                problems.append(f"{metrics_path}: {split}.{key}: stored {have} but "
+                                f"result_{split}.json rescores to {value}")
+    return problems
+
+
+def verify_study(study: Study, rows=None, seeds=None, say: Callable[[str], None] = print
+                 ) -> list[str]:
+    """:func:`verify_run` over every done (row, seed) of the selection."""
+    names, chosen = _select(study, rows, seeds)
+    cache: dict = {}
+    problems, checked = [], 0
+    for seed in chosen:
+        for name in names:
+            if study.is_done(name, seed):
+                found = verify_run(study.result_dir(name, seed), study.base_dir, cache)
+                checked += 1
+                problems += found
+                say(f"{'MISMATCH' if found else 'ok'} {name}/{seed}")
+    say(f"verified {checked} run(s): {len(problems)} mismatch(es)")
+    return problems
+
+
+# ------------------------------------------------------------------------------ command line
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def _name_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python experiments/study.py",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("study", type=Path, help="the study file (YAML)")
+    p.add_argument("--rows", type=_name_list, help="only these rows (comma-separated names)")
+    p.add_argument("--seeds", type=_int_list, help="only these seeds (comma-separated)")
+    p.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="runs at once (each with OMP_NUM_THREADS=cpu_count//N unless set)")
+    p.add_argument("--device", choices=("cpu", "cuda"),
+                   help="set training.device of every run (default: the config's)")
+    p.add_argument("--max-runs", type=int, metavar="K", help="start at most K runs")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true",
+                      help="check the study, print the runs to do and their commands, exit")
+    mode.add_argument("--summary-only", action="store_true",
+                      help="collect complete runs and rewrite the summary; start nothing")
+    mode.add_argument("--verify", action="store_true",
+                      help="rescore every result file and compare with metrics.json")
+    return p
+
+
+def main(argv: Optional[list[str]] = None, *, base_dir: str | os.PathLike = ROOT,
+         say: Callable[[str], None] = print) -> int:
+    """Exit status: 0 success, 1 a run failed or --verify found a mismatch, 2 bad input."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    command = shlex.join(["python", "experiments/study.py", *argv])
+    try:
+        if args.parallel < 1:
+            raise StudyError(f"--parallel: must be >= 1, got {args.parallel}")
+        if args.max_runs is not None and args.max_runs < 0:
+            raise StudyError(f"--max-runs: must be >= 0, got {args.max_runs}")
+        study = load_study(args.study, base_dir=base_dir, device=args.device)
+        if args.verify:
+            problems = verify_study(study, args.rows, args.seeds, say=say)
+            for problem in problems:
+                print(f"mismatch: {problem}", file=sys.stderr)
+            return 1 if problems else 0
+        if args.dry_run:
+            plan = plan_runs(study, args.rows, args.seeds)
+            to_collect = [(r, s) for r, s in plan if _complete_run(study, r, s)]
+            plan = [p for p in plan if p not in to_collect][:args.max_runs]
+            say(f"{study.path}: {len(plan)} run(s) to do, {len(to_collect)} complete run(s) "
+                f"to collect")
+            for row, seed in plan:
+                say(f"{row}/{seed}: {shlex.join(train_command(study, row, seed, args.device))}")
+            return 0
+        names, chosen = _select(study, args.rows, args.seeds)
+        for seed in chosen:                  # runs completed in an earlier sitting
+            for name in names:
+                collect_run(study, name, seed)
+        plan = plan_runs(study, args.rows, args.seeds)[:args.max_runs]
+        if args.summary_only or not plan:
+            if not plan:
+                say(f"{study.path}: nothing to run")
+            write_summary(study, command, say=say)
+            say(f"summary: {study.summary_path('.md')}")
+            return 0
+        say(f"{study.path}: {len(plan)} run(s), {args.parallel} at a time")
+        failures = run_study(study, plan, parallel=args.parallel, device=args.device,
+                             command=command, say=say)
+    except StudyError as err:
+        print(f"study: error: {err}", file=sys.stderr)
+        return 2
+    say(f"summary: {study.summary_path('.md')}")
+    for failure in failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _complete_run(study: Study, row: str, seed: int) -> bool:
+    from pyg_docre.training.run_folder import read_run_state
+
+    state = read_run_state(study.run_dir(row, seed))
+    return bool(state) and state.get("state") == "complete"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

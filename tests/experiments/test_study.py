@@ -1,0 +1,363 @@
+"""experiments/study.py: the study file's checks, the run order, the summary, --verify, and one
+real two-run study with the `smoke` config."""
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "experiments" / "study.py"
+
+
+@pytest.fixture(scope="module")
+def study_mod():
+    spec = importlib.util.spec_from_file_location("study_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module      # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def write_study(tmp_path, rows=None, seeds=(66, 67, 68), name="study.yaml", **extra):
+    values = {"protocol": "test-protocol", "seeds": list(seeds),
+              "output": str(tmp_path / "results" / "study"),
+              "runs_dir": str(tmp_path / "runs"),
+              "rows": rows if rows is not None else [
+                  {"name": "full", "config": "smoke", "overrides": []},
+                  {"name": "atlop", "config": "smoke", "overrides": ["model.baseline=true"]},
+                  {"name": "no_kd", "config": "smoke",
+                   "overrides": ["objectives.distillation=none"]}]}
+    values.update(extra)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+# ------------------------------------------------------------------------ the study file
+
+def test_the_packaged_study_file_is_valid(study_mod):
+    study = study_mod.load_study(ROOT / "experiments" / "studies" / "redocred_cpu.yaml")
+    assert study.protocol == "redocred-cpu" and study.seeds == (66, 67, 68)
+    names = [r.name for r in study.rows]
+    assert names == ["full", "atlop", "no_sakd", "sakd_to_kd", "sakd_raw", "no_reconstruction",
+                     "no_cross_local", "no_cross_global", "no_cross_attention",
+                     "no_global_head", "self_attention"]
+    assert study.row("sakd_to_kd").overrides == ("objectives.distillation=kd",
+                                                 "objectives.student_projection=false")
+    assert study.output == ROOT / "experiments" / "results" / "redocred_cpu_study"
+    assert study.runs_dir == ROOT / "runs" / "study" / "redocred_cpu"
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"colour": "red"}, "unknown key 'colour'"),
+    ({"seeds": []}, "seeds: expected a non-empty list"),
+    ({"seeds": [66, 66]}, "seeds: a seed is listed twice"),
+    ({"seeds": ["66"]}, "seeds: expected a non-empty list of integers"),
+    ({"protocol": 3}, "protocol: expected a non-empty string"),
+    ({"rows": []}, "rows: expected a non-empty list"),
+    ({"rows": [{"name": "a", "config": "smoke", "extra": 1}]}, "rows[0]: unknown key 'extra'"),
+    ({"rows": [{"config": "smoke"}]}, "rows[0]: name: required"),
+    ({"rows": [{"name": "a"}]}, "rows[0]: config: required"),
+    ({"rows": [{"name": "a/b", "config": "smoke"}]}, "rows[0]: name: 'a/b' is not a folder"),
+    ({"rows": [{"name": "a", "config": "smoke"}, {"name": "a", "config": "smoke"}]},
+     "rows[1]: name: 'a' is used by an earlier row"),
+    ({"rows": [{"name": "a", "config": "no_such_config"}]}, "rows[0] (a): config:"),
+    ({"rows": [{"name": "a", "config": "smoke", "overrides": "x=1"}]},
+     "rows[0] (a): overrides: expected a list"),
+    ({"rows": [{"name": "a", "config": "smoke", "overrides": ["training.seed=1"]}]},
+     "set by the study's seeds"),
+    # a typo in an override is caught before anything runs
+    ({"rows": [{"name": "ok", "config": "smoke"},
+               {"name": "typo", "config": "smoke", "overrides": ["model.gtn.cross_locl=false"]}]},
+     "rows[1] (typo): overrides:"),
+    ({"rows": [{"name": "a", "config": "smoke", "overrides": ["objectives.distillation=kld"]}]},
+     "objectives.distillation: 'kld' is not one of"),
+    ({"rows": [{"name": "a", "config": "smoke", "overrides": ["training.epochs"]}]},
+     "expected key=value"),
+])
+def test_study_file_errors_name_file_and_field(study_mod, tmp_path, change, expected):
+    path = write_study(tmp_path, **change) if "rows" not in change else write_study(
+        tmp_path, rows=change["rows"], **{k: v for k, v in change.items() if k != "rows"})
+    with pytest.raises(study_mod.StudyError) as info:
+        study_mod.load_study(path)
+    assert str(path) in str(info.value) and expected in str(info.value), str(info.value)
+
+
+def test_missing_field_and_missing_file(study_mod, tmp_path):
+    path = write_study(tmp_path)
+    values = yaml.safe_load(path.read_text())
+    del values["runs_dir"]
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(study_mod.StudyError, match=r"study.yaml: runs_dir: required"):
+        study_mod.load_study(path)
+    with pytest.raises(study_mod.StudyError, match="no such study file"):
+        study_mod.load_study(tmp_path / "absent.yaml")
+
+
+def test_bad_override_fails_fast_from_the_command_line(study_mod, tmp_path, capsys):
+    path = write_study(tmp_path, rows=[
+        {"name": "full", "config": "smoke"},
+        {"name": "bad", "config": "smoke", "overrides": ["training.epoch=2"]}])
+    assert study_mod.main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "rows[1] (bad)" in err and "training.epoch" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+    assert study_mod.main([str(write_study(tmp_path)), "--rows", "nope", "--dry-run"]) == 2
+    assert "--rows: nope not in" in capsys.readouterr().err
+    assert study_mod.main([str(write_study(tmp_path)), "--seeds", "1", "--dry-run"]) == 2
+    assert study_mod.main([str(write_study(tmp_path)), "--parallel", "0"]) == 2
+
+
+# ------------------------------------------------------------------------ fabricated results
+
+def fake_metrics(f1, *, ign=None, dev=None, device="cpu", commit="abc123", seed=66):
+    test = {"precision": f1 + 10, "recall": f1 - 10, "f1": f1,
+            "ign_f1": f1 - 0.5 if ign is None else ign, "intra_f1": f1 + 2, "inter_f1": f1 - 2}
+    dev_scores = dict(test, f1=f1 - 3 if dev is None else dev)
+    return {"name": "x", "dev": dev_scores, "test": test,
+            "environment": {"git_commit": commit, "device": device, "seed": seed,
+                            "world_size": 1, "versions": {}}}
+
+
+def fake_done(study, row, seed, metrics):
+    folder = study.result_dir(row, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    for name in ("result_dev.json", "result_test.json"):
+        (folder / name).write_text("[]")
+    (folder / "config.yaml").write_text("name: smoke\n")
+
+
+def fake_complete_run(study, row, seed, metrics):
+    folder = study.run_dir(row, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    for name in ("result_dev.json", "result_test.json"):
+        (folder / name).write_text("[]")
+    (folder / "config.yaml").write_text("name: smoke\n")
+    (folder / "run_state.json").write_text(json.dumps({"state": "complete"}))
+
+
+def test_order_is_seed_major_and_skips_done_runs(study_mod, tmp_path):
+    study = study_mod.load_study(write_study(tmp_path))
+    plan = study_mod.plan_runs(study)
+    assert plan == [("full", 66), ("atlop", 66), ("no_kd", 66), ("full", 67), ("atlop", 67),
+                    ("no_kd", 67), ("full", 68), ("atlop", 68), ("no_kd", 68)]
+    fake_done(study, "atlop", 66, fake_metrics(50.0))
+    # an incomplete results folder (no result_test.json) is not done
+    fake_done(study, "full", 67, fake_metrics(50.0))
+    (study.result_dir("full", 67) / "result_test.json").unlink()
+    assert study_mod.plan_runs(study)[:4] == [("full", 66), ("no_kd", 66), ("full", 67),
+                                              ("atlop", 67)]
+    # the selection keeps the study's order, whatever the order given
+    assert study_mod.plan_runs(study, rows=["no_kd", "full"], seeds=[68, 66]) == [
+        ("full", 66), ("no_kd", 66), ("full", 68), ("no_kd", 68)]
+
+
+def test_train_command_resumes_in_the_run_folder(study_mod, tmp_path):
+    study = study_mod.load_study(write_study(tmp_path))
+    cmd = study_mod.train_command(study, "atlop", 67, device="cpu")
+    assert cmd[1:5] == ["-m", "pyg_docre", "train", "--config"] and cmd[5] == "smoke"
+    sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
+    assert sets == ["model.baseline=true", "training.seed=67", "training.device=cpu"]
+    assert cmd[cmd.index("--output") + 1] == str(tmp_path / "runs" / "atlop" / "67")
+    assert cmd[-1] == "--resume"
+
+
+def test_collect_copies_only_complete_runs(study_mod, tmp_path):
+    study = study_mod.load_study(write_study(tmp_path))
+    fake_complete_run(study, "full", 66, fake_metrics(55.0))
+    (study.run_dir("full", 66) / "run_state.json").write_text('{"state": "running"}')
+    assert not study_mod.collect_run(study, "full", 66) and not study.is_done("full", 66)
+    (study.run_dir("full", 66) / "run_state.json").write_text('{"state": "complete"}')
+    assert study_mod.collect_run(study, "full", 66) and study.is_done("full", 66)
+    copied = sorted(p.name for p in study.result_dir("full", 66).iterdir())
+    assert copied == ["config.yaml", "metrics.json", "result_dev.json", "result_test.json"]
+
+
+def md_table(md: str, header: str) -> dict:
+    """The Markdown table whose header starts with ``header``: {first cell: [cells]}."""
+    lines = md.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith(header))
+    table = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        table[cells[0]] = cells
+    return table
+
+
+def test_summary_json_and_markdown(study_mod, tmp_path, capsys):
+    path = write_study(tmp_path)
+    study = study_mod.load_study(path)
+    full = {66: 56.0, 67: 57.0, 68: 55.0}
+    for seed, f1 in full.items():
+        fake_done(study, "full", seed, fake_metrics(f1, seed=seed))
+    fake_done(study, "atlop", 68, fake_metrics(54.0, seed=68, device="cuda:0",
+                                               commit="def456-dirty"))
+    fake_done(study, "atlop", 66, fake_metrics(53.5, ign=53.0, dev=51.0, seed=66))
+    # a complete run folder not yet collected is collected by --summary-only
+    fake_complete_run(study, "no_kd", 67, fake_metrics(56.25, seed=67))
+    assert study_mod.main([str(path), "--summary-only"]) == 0
+
+    summary = json.loads(study.summary_path(".json").read_text())
+    assert summary == {"protocol": "test-protocol", "rows": [
+        {"name": "full", "config": "smoke", "overrides": [], "seeds": [66, 67, 68],
+         "test_f1": [56.0, 57.0, 55.0], "test_ign_f1": [55.5, 56.5, 54.5],
+         "dev_f1": [53.0, 54.0, 52.0]},
+        {"name": "atlop", "config": "smoke", "overrides": ["model.baseline=true"],
+         "seeds": [66, 68], "test_f1": [53.5, 54.0], "test_ign_f1": [53.0, 53.5],
+         "dev_f1": [51.0, 51.0]},
+        {"name": "no_kd", "config": "smoke", "overrides": ["objectives.distillation=none"],
+         "seeds": [67], "test_f1": [56.25], "test_ign_f1": [55.75], "dev_f1": [53.25]}]}
+
+    md = study.summary_path(".md").read_text()
+    rows = md_table(md, "| row | config |")
+    # headline table: n, P, R, F1, Ign F1, intra, inter, dev F1
+    assert rows["full"][3] == "3"
+    assert rows["full"][6] == f"56.00 ± {statistics.stdev([56, 57, 55]):.2f}" == "56.00 ± 1.00"
+    assert rows["full"][4] == "66.00 ± 1.00" and rows["full"][10] == "53.00 ± 1.00"
+    assert rows["no_kd"][3] == "1" and rows["no_kd"][6] == "56.25 ± n/a"
+    assert "python experiments/study.py " + str(path) + " --summary-only" in md
+    assert "test-protocol" in md
+    assert "different devices" in md and "`cuda:0`" in md and "`cpu`" in md
+    assert "`abc123`" in md and "`def456-dirty`: 1 run(s) (atlop/68)" in md
+    assert "uncommitted changes** (def456-dirty)" in md
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib is not installed" in md
+    else:
+        assert study.summary_path(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gap_table_pairs_seeds(study_mod, tmp_path):
+    summary = {"protocol": "p", "rows": [
+        {"name": "full", "seeds": [66, 67, 68], "test_f1": [56.0, 57.0, 55.0]},
+        {"name": "atlop", "seeds": [66, 68], "test_f1": [53.5, 54.0]},
+        {"name": "no_kd", "seeds": [67], "test_f1": [56.25]},
+        {"name": "none", "seeds": [], "test_f1": []}]}
+    gaps = {g["name"]: g for g in study_mod.gap_table(summary, [66, 67, 68])}
+    assert set(gaps) == {"atlop", "no_kd", "none"}
+    assert gaps["atlop"]["gaps"] == {66: -2.5, 68: -1.0}
+    assert gaps["atlop"]["mean"] == pytest.approx(-1.75)
+    assert gaps["no_kd"]["gaps"] == {67: -0.75} and gaps["no_kd"]["mean"] == -0.75
+    assert gaps["none"]["gaps"] == {} and gaps["none"]["mean"] is None
+    assert study_mod.gap_table({"rows": summary["rows"][1:]}, [66]) == []
+    # and in the markdown
+    study = study_mod.load_study(write_study(tmp_path))
+    for seed, f1 in {66: 56.0, 67: 57.0, 68: 55.0}.items():
+        fake_done(study, "full", seed, fake_metrics(f1))
+    fake_done(study, "atlop", 66, fake_metrics(53.5))
+    fake_done(study, "atlop", 68, fake_metrics(54.0))
+    md = study_mod.summary_markdown(study, "cmd")
+    gaps = md_table(md, "| row | seed 66 |")
+    assert gaps["atlop"][1:] == ["-2.50", "n/a", "-1.00", "-1.75", "2"]
+    assert gaps["no_kd"][1:] == ["n/a", "n/a", "n/a", "n/a", "0"] and "full" not in gaps
+    assert "different devices" not in md and "uncommitted" not in md
+
+
+def test_failed_run_is_reported_and_the_others_go_on(study_mod, tmp_path, monkeypatch, capsys):
+    """A run that fails does not stop the study; its log is named, the exit status is 1."""
+    path = write_study(tmp_path, seeds=[66])
+    study = study_mod.load_study(path)
+    started = []
+
+    def fake_run_one(study_, row, seed, cmd, env):
+        started.append((row, seed))
+        if row == "atlop":
+            return 3
+        fake_complete_run(study_, row, seed, fake_metrics(50.0))
+        return 0
+
+    monkeypatch.setattr(study_mod, "_run_one", fake_run_one)
+    assert study_mod.main([str(path)]) == 1
+    assert started == [("full", 66), ("atlop", 66), ("no_kd", 66)]
+    err = capsys.readouterr().err
+    assert "atlop/66 failed (exit status 3)" in err
+    assert str(study.run_dir("atlop", 66) / "study.log") in err
+    assert study.is_done("full", 66) and study.is_done("no_kd", 66)
+    assert json.loads(study.summary_path(".json").read_text())["rows"][0]["seeds"] == [66]
+    # a second sitting runs only what is left; --max-runs 0 runs nothing
+    started.clear()
+    assert study_mod.main([str(path), "--max-runs", "0"]) == 0 and started == []
+    assert study_mod.main([str(path)]) == 1 and started == [("atlop", 66)]
+
+
+# ------------------------------------------------------------------------ real runs
+
+SMOKE_OVERRIDES = ["training.max_steps_per_epoch=1", "data.train.docs=0:4",
+                   "data.dev.docs=450:452", "data.test.docs=0:2"]
+
+
+def test_study_end_to_end_with_smoke(study_mod, tmp_path, redocred_test_path, rel2id_path,
+                                     capsys):
+    """Two real smoke runs at once through subprocesses, the summary, and --verify (which
+    notices a tampered score)."""
+    path = write_study(tmp_path, seeds=[66], rows=[
+        # the GTN model without the auxiliary objectives: the cheapest real runs
+        {"name": "full", "config": "smoke", "overrides": SMOKE_OVERRIDES + [
+            "objectives.distillation=none", "objectives.reconstruction=false"]},
+        {"name": "atlop", "config": "smoke",
+         "overrides": SMOKE_OVERRIDES + ["model.baseline=true"]}])
+    assert study_mod.main([str(path), "--parallel", "2", "--device", "cpu"]) == 0, \
+        capsys.readouterr()
+    study = study_mod.load_study(path, device="cpu")
+    for row in ("full", "atlop"):
+        assert study.is_done(row, 66)
+        run = study.run_dir(row, 66)
+        assert "pyg_docre train" in (run / "study.log").read_text()
+        assert (run / "checkpoint" / "model.safetensors").is_file()
+        metrics = json.loads((study.result_dir(row, 66) / "metrics.json").read_text())
+        assert metrics["environment"]["device"] == "cpu"
+        assert "--resume" in metrics["command"]
+    saved = yaml.safe_load((study.result_dir("atlop", 66) / "config.yaml").read_text())
+    assert saved["model"]["baseline"] is True and saved["training"]["seed"] == 66
+    summary = json.loads(study.summary_path(".json").read_text())
+    assert [r["seeds"] for r in summary["rows"]] == [[66], [66]]
+
+    capsys.readouterr()
+    assert study_mod.main([str(path), "--verify"]) == 0
+    assert "verified 2 run(s): 0 mismatch(es)" in capsys.readouterr().out
+    # nothing left to run
+    assert study_mod.main([str(path), "--device", "cpu"]) == 0
+    assert "nothing to run" in capsys.readouterr().out
+
+    # --verify catches a tampered number and names the file and the field
+    metrics_path = study.result_dir("full", 66) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["test"]["ign_f1"] += 0.01
+    metrics_path.write_text(json.dumps(metrics))
+    assert study_mod.main([str(path), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert f"{metrics_path}: test.ign_f1: stored" in err and "atlop" not in err
+    metrics["test"]["ign_f1"] -= 0.01
+    metrics_path.write_text(json.dumps(metrics))
+    cache = {}
+    assert study_mod.verify_run(study.result_dir("full", 66), ROOT, cache) == []
+    # ... and a tampered prediction file: the gold facts score 100, not what the model scored
+    test_docs = json.loads(redocred_test_path.read_text())[0:2]
+    (study.result_dir("full", 66) / "result_test.json").write_text(json.dumps(
+        [{"title": d["title"], "h_idx": l["h"], "t_idx": l["t"], "r": l["r"]}
+         for d in test_docs for l in d["labels"]]))
+    assert study_mod.rescore_run(study.result_dir("full", 66), ROOT, cache)["test"]["f1"] == 100
+    problems = study_mod.verify_run(study.result_dir("full", 66), ROOT, cache)
+    assert any(p.startswith(f"{metrics_path}: test.f1: stored") for p in problems), problems
+
+
+def test_threads_per_run(study_mod, monkeypatch):
+    """--parallel N gives each run cpu_count // N threads (at least 1) unless the user set it."""
+    monkeypatch.setattr(study_mod.os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert study_mod._child_env(2)["OMP_NUM_THREADS"] == "4"
+    assert study_mod._child_env(16)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    env = study_mod._child_env(2)
+    assert env["OMP_NUM_THREADS"] == "3"
+    assert env["PYTHONPATH"].split(study_mod.os.pathsep)[0] == str(ROOT)
