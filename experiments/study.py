@@ -247,11 +247,47 @@ def _select(study: Study, rows: Optional[Iterable[str]], seeds: Optional[Iterabl
     return names, chosen
 
 
+#: Config keys that say where a run ran, not what it computed: they may differ between a row's
+#: stored results and the study file (e.g. a study continued on a GPU machine).
+RUNTIME_KEYS = ("training.device", "training.num_workers", "training.pin_memory")
+
+
+def stale_keys(study: Study, row: str, seed: int) -> list[str]:
+    """The config keys in which the stored results of (``row``, ``seed``) differ from what the
+    study file asks for now (empty: up to date). Both sides are read through the config loader,
+    so keys added since the run (with defaults that keep the old computation) do not count."""
+    from pyg_docre.config import config_from_dict
+    from pyg_docre.training.run_folder import config_differences
+
+    r = study.row(row)
+    stored_path = study.result_dir(row, seed) / "config.yaml"
+    try:
+        stored = config_from_dict(yaml_load(stored_path.read_text(encoding="utf-8")) or {})
+    except FileNotFoundError:
+        return ["config.yaml missing"]
+    except Exception as err:            # yaml.YAMLError, ConfigError, UnicodeDecodeError
+        raise StudyError(f"{stored_path}: not a readable config ({err})") from None
+    wanted = load_config(r.config_path, [*r.overrides, _seed_override(seed)])
+    return [k for k in config_differences(stored.to_dict(), wanted.to_dict())
+            if k not in RUNTIME_KEYS]
+
+
 def plan_runs(study: Study, rows: Optional[Iterable[str]] = None,
               seeds: Optional[Iterable[int]] = None) -> list[tuple[str, int]]:
     """The (row, seed) pairs still to do, seed-major: every row of the first seed, then the
-    second seed, ... (in the study's order; ``rows``/``seeds`` restrict it)."""
+    second seed, ... (in the study's order; ``rows``/``seeds`` restrict it).
+
+    Raises :class:`StudyError` when stored results were made with another configuration than
+    the study file's row now gives (an edited row or config): they are never mixed with new
+    runs, nor silently replaced; delete their folders to run them again."""
     names, chosen = _select(study, rows, seeds)
+    stale = [f"{study.result_dir(n, s)} (differs in {', '.join(keys[:6])})"
+             for s in chosen for n in names if study.is_done(n, s)
+             for keys in [stale_keys(study, n, s)] if keys]
+    if stale:
+        raise StudyError(f"{study.path}: results made with another configuration than the study "
+                         f"file gives now: {'; '.join(stale)}. Delete these folders (and their "
+                         f"run folders under {study.runs_dir}) to run them again")
     return [(name, seed) for seed in chosen for name in names if not study.is_done(name, seed)]
 
 

@@ -57,12 +57,13 @@ def write_run_state(output_dir: str | Path, state: str, **fields) -> dict:
     return record
 
 
-def _config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two config dicts (sorted)."""
     keys = []
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            keys += _config_differences(a, b, f"{prefix}{key}.")
+            keys += config_differences(a, b, f"{prefix}{key}.")
         elif a != b:
             keys.append(f"{prefix}{key}")
     return keys
@@ -104,7 +105,7 @@ def prepare_run_folder(output_dir: Path, config_dict: dict, *, resume: bool = Fa
                 saved["model"] = upgrade_model_section(saved["model"])[0]
             except ConfigError as err:
                 raise RunFolderError(f"{saved_config}: {err}") from None
-        differing = _config_differences(saved, config_dict)
+        differing = config_differences(saved, config_dict)
         if differing:
             raise RunFolderError(f"{output_dir}: cannot resume with a different configuration "
                                  f"(differs in {', '.join(differing[:8])}); use the same config "

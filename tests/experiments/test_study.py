@@ -124,13 +124,20 @@ def fake_metrics(f1, *, ign=None, dev=None, device="cpu", commit="abc123", seed=
                             "world_size": 1, "versions": {}}}
 
 
+def resolved_config_yaml(study, row, seed):
+    from pyg_docre.config import load_config
+    r = study.row(row)
+    config = load_config(r.config_path, [*r.overrides, f"training.seed={seed}"])
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
 def fake_done(study, row, seed, metrics):
     folder = study.result_dir(row, seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(metrics))
     for name in ("result_dev.json", "result_test.json"):
         (folder / name).write_text("[]")
-    (folder / "config.yaml").write_text("name: smoke\n")
+    (folder / "config.yaml").write_text(resolved_config_yaml(study, row, seed))
 
 
 def fake_complete_run(study, row, seed, metrics):
@@ -139,7 +146,7 @@ def fake_complete_run(study, row, seed, metrics):
     (folder / "metrics.json").write_text(json.dumps(metrics))
     for name in ("result_dev.json", "result_test.json"):
         (folder / name).write_text("[]")
-    (folder / "config.yaml").write_text("name: smoke\n")
+    (folder / "config.yaml").write_text(resolved_config_yaml(study, row, seed))
     (folder / "run_state.json").write_text(json.dumps({"state": "complete"}))
 
 
@@ -157,6 +164,28 @@ def test_order_is_seed_major_and_skips_done_runs(study_mod, tmp_path):
     # the selection keeps the study's order, whatever the order given
     assert study_mod.plan_runs(study, rows=["no_kd", "full"], seeds=[68, 66]) == [
         ("full", 66), ("no_kd", 66), ("full", 68), ("no_kd", 68)]
+
+
+def test_results_of_an_edited_row_are_neither_mixed_nor_replaced(study_mod, tmp_path):
+    study = study_mod.load_study(write_study(tmp_path))
+    fake_done(study, "no_kd", 66, fake_metrics(50.0))
+    # a config saved by an older version (no training.device, etc.) is still up to date
+    stored = yaml.safe_load((study.result_dir("no_kd", 66) / "config.yaml").read_text())
+    del stored["training"]["device"]
+    stored["training"]["num_workers"] = 3             # where it ran does not matter
+    (study.result_dir("no_kd", 66) / "config.yaml").write_text(yaml.safe_dump(stored))
+    assert study_mod.stale_keys(study, "no_kd", 66) == []
+    assert ("no_kd", 66) not in study_mod.plan_runs(study)
+    # the row is edited after its results were made
+    edited = write_study(tmp_path, rows=[
+        {"name": "full", "config": "smoke", "overrides": []},
+        {"name": "no_kd", "config": "smoke",
+         "overrides": ["objectives.distillation=none", "objectives.alpha=0.5"]}])
+    study = study_mod.load_study(edited)
+    assert study_mod.stale_keys(study, "no_kd", 66) == ["objectives.alpha"]
+    with pytest.raises(study_mod.StudyError, match=r"no_kd/66 \(differs in objectives.alpha\)"):
+        study_mod.plan_runs(study)
+    assert study.is_done("no_kd", 66)                 # nothing was deleted
 
 
 def test_train_command_resumes_in_the_run_folder(study_mod, tmp_path):
