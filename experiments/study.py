@@ -57,7 +57,7 @@ __all__ = ["StudyError", "Row", "Study", "load_study", "plan_runs", "train_comma
            "rescore_run", "verify_run", "verify_study", "run_study", "main"]
 
 STUDY_KEYS = ("protocol", "seeds", "output", "runs_dir", "rows")
-ROW_KEYS = ("name", "config", "overrides")
+ROW_KEYS = ("name", "config", "overrides", "compare_to")
 #: A (row, seed) is done when its results folder holds these.
 DONE_FILES = ("metrics.json", "result_dev.json", "result_test.json")
 #: Copied from a complete run folder, metrics.json last (so "done" means everything is there).
@@ -79,6 +79,7 @@ class Row:
     overrides: tuple[str, ...]
     config_path: Path           # the resolved config file
     packaged: bool              # config is the name of a packaged config
+    compare_to: Optional[str] = None    # the row its paired gaps are taken to (default: full)
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,16 @@ def load_study(path: str | os.PathLike, *, base_dir: str | os.PathLike = ROOT,
         if resolved.data.test is None:
             raise StudyError(f"{where}: config: {config_path} has no data.test split, so the "
                              f"run would write no result_test.json")
-        rows.append(Row(name, config, tuple(overrides), config_path, packaged))
+        compare_to = raw.get("compare_to")
+        if compare_to is not None and (not isinstance(compare_to, str) or compare_to == name):
+            raise StudyError(f"{where}: compare_to: expected the name of another row, got "
+                             f"{compare_to!r}")
+        rows.append(Row(name, config, tuple(overrides), config_path, packaged, compare_to))
+    names = [r.name for r in rows]
+    for i, r in enumerate(rows):
+        if r.compare_to is not None and r.compare_to not in names:
+            raise StudyError(f"{path}: rows[{i}] ({r.name}): compare_to: {r.compare_to!r} is not "
+                             f"a row (rows: {', '.join(names)})")
     return Study(path, protocol, tuple(seeds), folders["output"], folders["runs_dir"],
                  tuple(rows), base_dir)
 
@@ -434,20 +444,24 @@ def _mean_sd_text(values: list[float]) -> str:
     return f"{mean:.2f} ± " + ("n/a" if sd is None else f"{sd:.2f}")
 
 
-def gap_table(summary: dict, seeds: Iterable[int], reference: str = "full") -> list[dict]:
-    """Per row other than ``reference``: ``{"name", "gaps": {seed: row F1 - reference F1},
-    "mean": mean gap or None}`` over the seeds both have (test F1, percent)."""
+def gap_table(summary: dict, seeds: Iterable[int], reference: str = "full", *,
+              key: str = "test_f1", references: Optional[dict[str, str]] = None) -> list[dict]:
+    """Per row other than ``reference``: ``{"name", "vs", "gaps": {seed: row score - reference
+    score}, "mean": mean gap or None}`` over the seeds both have (``key``: ``"test_f1"`` or
+    ``"dev_f1"``, percent). ``references`` maps a row to its own reference row (a lever of the
+    baseline is compared with the baseline); the others are compared with ``reference``. Rows
+    whose reference is not in the summary are left out."""
     by_name = {r["name"]: r for r in summary["rows"]}
-    if reference not in by_name:
-        return []
-    ref = dict(zip(by_name[reference]["seeds"], by_name[reference]["test_f1"]))
+    references = references or {}
     out = []
     for r in summary["rows"]:
-        if r["name"] == reference:
+        vs = references.get(r["name"], reference)
+        if r["name"] == reference and r["name"] not in references or vs not in by_name:
             continue
-        mine = dict(zip(r["seeds"], r["test_f1"]))
+        ref = dict(zip(by_name[vs]["seeds"], by_name[vs][key]))
+        mine = dict(zip(r["seeds"], r[key]))
         gaps = {s: mine[s] - ref[s] for s in seeds if s in mine and s in ref}
-        out.append({"name": r["name"], "gaps": gaps,
+        out.append({"name": r["name"], "vs": vs, "gaps": gaps,
                     "mean": statistics.fmean(gaps.values()) if gaps else None})
     return out
 
@@ -492,21 +506,24 @@ def summary_markdown(study: Study, command: str, metrics: Optional[dict] = None,
         overrides = ", ".join(f"`{o}`" for o in r.overrides) or "-"
         lines.append(f"| {r.name} | `{r.config}` | {overrides} | {len(done)} | "
                      + " | ".join(cells) + " |")
-    gaps = gap_table(summary, study.seeds)
+    references = {r.name: r.compare_to for r in study.rows if r.compare_to is not None}
     lines += [""]
-    if gaps:
-        lines += ["Paired gap to `full` (row test F1 − full test F1, same seed):", "",
-                  "| row | " + " | ".join(f"seed {s}" for s in study.seeds) + " | mean | n |",
-                  "|---|" + "---|" * (len(study.seeds) + 2)]
+    for key, label in (("test_f1", "test F1"), ("dev_f1", "dev F1")):
+        gaps = gap_table(summary, study.seeds, key=key, references=references)
+        if not gaps:
+            lines += ["No paired gap table: the study has no row named `full`.", ""]
+            break
+        lines += [f"Paired gap in {label} (row − the row it is compared with, same seed):", "",
+                  "| row | vs | " + " | ".join(f"seed {s}" for s in study.seeds)
+                  + " | mean | n |", "|---|---|" + "---|" * (len(study.seeds) + 2)]
         for g in gaps:
             cells = [f"{g['gaps'][s]:+.2f}" if s in g["gaps"] else "n/a" for s in study.seeds]
             mean = "n/a" if g["mean"] is None else f"{g['mean']:+.2f}"
-            lines.append(f"| {g['name']} | " + " | ".join(cells)
+            lines.append(f"| {g['name']} | {g['vs']} | " + " | ".join(cells)
                          + f" | {mean} | {len(g['gaps'])} |")
-    else:
-        lines.append("No paired gap table: the study has no row named `full`.")
+        lines.append("")
     devices, commits = _environments(study, metrics)
-    lines += ["", "Environment (from each run's metrics.json):", ""]
+    lines += ["Environment (from each run's metrics.json):", ""]
     if len(devices) > 1:
         lines.append(f"- **Warning: the runs were made on different devices** "
                      f"({', '.join(sorted(devices))}); their scores may not be comparable.")

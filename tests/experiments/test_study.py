@@ -286,10 +286,38 @@ def test_gap_table_pairs_seeds(study_mod, tmp_path):
     fake_done(study, "atlop", 66, fake_metrics(53.5))
     fake_done(study, "atlop", 68, fake_metrics(54.0))
     md = study_mod.summary_markdown(study, "cmd")
-    gaps = md_table(md, "| row | seed 66 |")
-    assert gaps["atlop"][1:] == ["-2.50", "n/a", "-1.00", "-1.75", "2"]
-    assert gaps["no_kd"][1:] == ["n/a", "n/a", "n/a", "n/a", "0"] and "full" not in gaps
+    test_part, dev_part = md.split("Paired gap in test F1")[1].split("Paired gap in dev F1")
+    gaps = md_table(test_part, "| row | vs | seed 66 |")
+    assert gaps["atlop"][1:] == ["full", "-2.50", "n/a", "-1.00", "-1.75", "2"]
+    assert gaps["no_kd"][1:] == ["full", "n/a", "n/a", "n/a", "n/a", "0"] and "full" not in gaps
+    # dev F1 of fake_metrics is test F1 - 3, so the dev gaps equal the test gaps here
+    assert md_table(dev_part, "| row | vs | seed 66 |")["atlop"][2:] == gaps["atlop"][2:]
     assert "different devices" not in md and "uncommitted" not in md
+
+
+def test_rows_can_be_compared_with_another_row(study_mod, tmp_path):
+    """A lever of the baseline is compared with the baseline (compare_to), on dev and test."""
+    rows = [{"name": "full", "config": "smoke"},
+            {"name": "atlop", "config": "smoke", "overrides": ["model.baseline=true"]},
+            {"name": "atlop_lever", "config": "smoke", "compare_to": "atlop",
+             "overrides": ["model.baseline=true", "training.decay_bias_and_norm=false"]}]
+    study = study_mod.load_study(write_study(tmp_path, rows=rows, seeds=[66]))
+    assert study.row("atlop_lever").compare_to == "atlop" and study.row("atlop").compare_to is None
+    fake_done(study, "full", 66, fake_metrics(56.0, dev=50.0))
+    fake_done(study, "atlop", 66, fake_metrics(55.0, dev=48.0))
+    fake_done(study, "atlop_lever", 66, fake_metrics(55.5, dev=49.25))
+    md = study_mod.summary_markdown(study, "cmd")
+    test_part, dev_part = md.split("Paired gap in test F1")[1].split("Paired gap in dev F1")
+    test_gaps = md_table(test_part, "| row | vs |")
+    dev_gaps = md_table(dev_part, "| row | vs |")
+    assert test_gaps["atlop"][1:3] == ["full", "-1.00"]
+    assert test_gaps["atlop_lever"][1:3] == ["atlop", "+0.50"]
+    assert dev_gaps["atlop"][1:3] == ["full", "-2.00"]
+    assert dev_gaps["atlop_lever"][1:3] == ["atlop", "+1.25"]
+    for bad, message in ((dict(rows[2], compare_to="nope"), "compare_to: 'nope' is not a row"),
+                         (dict(rows[2], compare_to="atlop_lever"), "compare_to: expected")):
+        with pytest.raises(study_mod.StudyError, match=message):
+            study_mod.load_study(write_study(tmp_path, rows=[*rows[:2], bad], seeds=[66]))
 
 
 def test_failed_run_is_reported_and_the_others_go_on(study_mod, tmp_path, monkeypatch, capsys):
