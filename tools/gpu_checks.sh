@@ -8,7 +8,10 @@
 # Run (repository root):  OUT=/out bash tools/gpu_checks.sh
 #   carry: .device, datasets/re-docred, datasets/docred-meta
 # Variables: DEVICE (cuda), QUICK=1 (small sizes, for a dry run on the CPU with DEVICE=cpu),
-#   RUNS=1 (also the CPU-protocol study on the GPU: full model and ATLOP, in parallel).
+#   SKIP_CHECKS=1 (only the study below),
+#   STUDY=experiments/studies/X.yaml (also run that study's runs that are not done, on $DEVICE,
+#   STUDY_ARGS e.g. "--seeds 67 --parallel 6 --max-runs 6"; each run gets cpu_count/parallel
+#   threads); its results folder and summary come back in $OUT/results/.
 # Every step writes its log into $OUT and its exit status into $OUT/summary.txt; a failing step
 # does not stop the others.
 set -u
@@ -28,26 +31,26 @@ step() {  # step NAME COMMAND...: run, log, record the exit status
     echo "$name rc=$? ($((SECONDS - start)) s)" | tee -a "$OUT/summary.txt"
 }
 
-step versions $PY -c "import torch, torch_geometric, transformers; print(torch.__version__, \
-torch_geometric.__version__, transformers.__version__, torch.cuda.is_available() and \
-torch.cuda.get_device_name(0))"
-step test_gpu $PY -m pytest -m cuda -q -p no:cacheprovider
-if [ "${QUICK:-0}" = 1 ]; then
-    step throughput $PY benchmarks/throughput.py --device "$DEVICE" --quick --out "$OUT/throughput"
-    step sparse_vs_dense $PY benchmarks/sparse_vs_dense.py --device "$DEVICE" --quick \
-        --out "$OUT/sparse_vs_dense"
-else
-    step throughput $PY benchmarks/throughput.py --device "$DEVICE" --docs 96 --passes 3 \
-        --out "$OUT/throughput"
-    step throughput_bf16 $PY benchmarks/throughput.py --device "$DEVICE" --docs 96 --passes 3 \
-        --precision bf16 --out "$OUT/throughput_bf16"
-    step sparse_vs_dense $PY benchmarks/sparse_vs_dense.py --device "$DEVICE" --ks 16,64,256 \
-        --hidden 768 --out "$OUT/sparse_vs_dense"
+if [ "${SKIP_CHECKS:-0}" != 1 ]; then
+    step versions $PY -c "import torch, torch_geometric, transformers; print(torch.__version__, \
+    torch_geometric.__version__, transformers.__version__, torch.cuda.is_available() and \
+    torch.cuda.get_device_name(0))"
+    step test_gpu $PY -m pytest -m cuda -q -p no:cacheprovider
+    if [ "${QUICK:-0}" = 1 ]; then
+        step throughput $PY benchmarks/throughput.py --device "$DEVICE" --quick --out "$OUT/throughput"
+        step sparse_vs_dense $PY benchmarks/sparse_vs_dense.py --device "$DEVICE" --quick \
+            --out "$OUT/sparse_vs_dense"
+    else
+        step throughput $PY benchmarks/throughput.py --device "$DEVICE" --docs 96 --passes 3 \
+            --out "$OUT/throughput"
+        step throughput_bf16 $PY benchmarks/throughput.py --device "$DEVICE" --docs 96 --passes 3 \
+            --precision bf16 --out "$OUT/throughput_bf16"
+        step sparse_vs_dense $PY benchmarks/sparse_vs_dense.py --device "$DEVICE" --ks 16,64,256 \
+            --hidden 768 --out "$OUT/sparse_vs_dense"
+    fi
 fi
-if [ "${RUNS:-0}" = 1 ]; then
-    for config in redocred_minilm_cpu redocred_minilm_cpu_atlop; do
-        OMP_NUM_THREADS=2 step "run_$config" $PY experiments/run.py --config "$config" \
-            --set "training.device=$DEVICE" --output "$OUT/runs/$config" &
-    done
-    wait
+if [ -n "${STUDY:-}" ]; then
+    # shellcheck disable=SC2086  # STUDY_ARGS is a list of arguments
+    step study $PY experiments/study.py "$STUDY" --device "$DEVICE" ${STUDY_ARGS:-}
+    mkdir -p "$OUT/results" && cp -r experiments/results/. "$OUT/results/"
 fi
