@@ -13,12 +13,19 @@ Infer-F1 (Zeng et al. 2020; the facts on a two-hop reasoning chain)::
     infer_scores(load_docred("dev.json"), read_result("result.json"))
     # {"precision": ..., "recall": ..., "f1": ...} in percent
 
+How far F1 moves with the documents (document bootstrap; paired for two submissions)::
+
+    scorer = DocREDScorer(dev_docs)
+    bootstrap_f1(document_counts(scorer, preds_a), document_counts(scorer, preds_b))
+    # {"value": F1_a - F1_b, "sd": ..., "low": ..., "high": ...} in percent
+
 For repeated scoring against one split (e.g. dev after every epoch), build a
 ``DocREDScorer(gold_docs, train_docs)`` once and call ``.score(predictions)``.
 
 See :mod:`pyg_docre.metrics.scoring` for the formulas and :mod:`pyg_docre.metrics.result_io`
 for the file format, :mod:`pyg_docre.metrics.infer` for Infer-F1's definition.
 """
+from .bootstrap import DocumentCounts, bootstrap_f1, document_counts
 from .infer import (INFER_KEYS, chain_pairs, infer_counts, infer_scores,
                     inferable_facts)
 from .result_io import PREDICTION_KEYS, PredictionFormatError, read_result, write_result
@@ -26,8 +33,8 @@ from .scoring import (IGN_EPSILON, PRF, SCORE_KEYS, DocREDScorer, DocREDScores,
                       DocumentFormatError, per_relation_scores, score_docred, train_facts)
 
 __all__ = [
-    "DocREDScorer", "DocREDScores", "DocumentFormatError", "IGN_EPSILON", "INFER_KEYS",
-    "PREDICTION_KEYS", "PRF", "PredictionFormatError", "SCORE_KEYS", "chain_pairs",
-    "infer_counts", "infer_scores", "inferable_facts", "per_relation_scores", "read_result",
+    "DocREDScorer", "DocREDScores", "DocumentCounts", "DocumentFormatError", "IGN_EPSILON", "INFER_KEYS",
+    "PREDICTION_KEYS", "PRF", "PredictionFormatError", "SCORE_KEYS", "bootstrap_f1", "chain_pairs",
+    "document_counts", "infer_counts", "infer_scores", "inferable_facts", "per_relation_scores", "read_result",
     "score_docred", "train_facts", "write_result",
 ]

@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""How far a study's scores move with the choice of documents (document bootstrap).
+
+    python experiments/study_noise.py experiments/studies/redocred_cpu_levers.yaml
+
+For every done (row, seed) of a study (experiments/study.py), the spread of its dev and test F1
+when the documents of the split are resampled (pyg_docre.metrics.bootstrap_f1), and for every
+row the paired difference to the row it is compared with (``compare_to``, default ``full``),
+seed by seed, with its 95% interval. A dev difference whose interval spans 0 cannot be told from
+the choice of the 50 dev documents. Writes ``OUTPUT_noise.md`` beside the study's summary.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import study as study_lib  # noqa: E402  (experiments/study.py)
+
+from pyg_docre.config import load_config  # noqa: E402
+from pyg_docre.io import atomic_write_text  # noqa: E402
+from pyg_docre.metrics import (DocREDScorer, bootstrap_f1, document_counts,  # noqa: E402
+                               read_result)
+
+SPLITS = ("dev", "test")
+
+
+def run_counts(study, row: str, seed: int, cache: dict, scorers: dict) -> dict:
+    """{split: DocumentCounts} of one done (row, seed), scored against its own config's data."""
+    folder = study.result_dir(row, seed)
+    config = load_config(folder / "config.yaml")
+    out = {}
+    for split_name in SPLITS:
+        split = getattr(config.data, split_name)
+        result = folder / f"result_{split_name}.json"
+        if split is None or not result.is_file():
+            continue
+        key = (str(config.data.resolve(split.file, study.base_dir)), str(split.docs))
+        if key not in scorers:
+            scorers[key] = DocREDScorer(study_lib._split_documents(config, split,
+                                                                   study.base_dir, cache))
+        out[split_name] = document_counts(scorers[key], read_result(result))
+    return out
+
+
+def noise_markdown(study, command: str, samples: int = 2000) -> str:
+    cache, scorers, counts = {}, {}, {}
+    for r in study.rows:
+        for seed in study.seeds:
+            if study.is_done(r.name, seed):
+                counts[r.name, seed] = run_counts(study, r.name, seed, cache, scorers)
+    lines = [f"# Document noise of the study `{study.protocol}`", "",
+             f"Document bootstrap ({samples} resamples of the split's documents, numpy seed 0): "
+             f"the spread of F1 that comes from which documents are scored, not from the "
+             f"training seed. Written by:", "", "```bash", command, "```", "",
+             "Spread of each run's F1 (sd over resamples, percent):", "",
+             "| row | seed | dev F1 | dev sd | test F1 | test sd |", "|---|---|---|---|---|---|"]
+    for (row, seed), c in counts.items():
+        cells = []
+        for split in SPLITS:
+            if split in c:
+                b = bootstrap_f1(c[split], samples=samples)
+                cells += [f"{b['value']:.2f}", f"{b['sd']:.2f}"]
+            else:
+                cells += ["n/a", "n/a"]
+        lines.append(f"| {row} | {seed} | " + " | ".join(cells) + " |")
+    lines += ["", "Paired difference to the row compared with (row − reference, same seed, same "
+              "resampled documents; 95% interval):", "",
+              "| row | vs | seed | dev diff | dev 95% | test diff | test 95% |",
+              "|---|---|---|---|---|---|---|"]
+    names = {r.name for r in study.rows}
+    for r in study.rows:
+        ref = r.compare_to or "full"
+        if r.name == ref or ref not in names:
+            continue
+        for seed in study.seeds:
+            if (r.name, seed) not in counts or (ref, seed) not in counts:
+                continue
+            cells = []
+            for split in SPLITS:
+                mine, theirs = counts[r.name, seed].get(split), counts[ref, seed].get(split)
+                if mine is None or theirs is None:
+                    cells += ["n/a", "n/a"]
+                    continue
+                b = bootstrap_f1(mine, theirs, samples=samples)
+                cells += [f"{b['value']:+.2f}", f"[{b['low']:+.2f}, {b['high']:+.2f}]"]
+            lines.append(f"| {r.name} | {ref} | {seed} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("study", help="a study file (experiments/studies/*.yaml)")
+    parser.add_argument("--samples", type=int, default=2000, help="bootstrap resamples")
+    args = parser.parse_args(argv)
+    try:
+        study = study_lib.load_study(args.study)
+    except study_lib.StudyError as err:
+        print(f"study_noise: error: {err}", file=sys.stderr)
+        return 2
+    shown = [study_lib._display(Path(args.study).resolve(), study.base_dir)]
+    if args.samples != 2000:
+        shown += ["--samples", str(args.samples)]
+    command = shlex.join(["python", "experiments/study_noise.py", *shown])
+    path = study.summary_path("_noise.md")
+    atomic_write_text(path, noise_markdown(study, command, samples=args.samples))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

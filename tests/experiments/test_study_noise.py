@@ -1,0 +1,54 @@
+"""experiments/study_noise.py: the document bootstrap of a study's done runs."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyg_docre.data import load_docred
+
+from test_study import fake_done, fake_metrics, md_table, write_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def noise_mod():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    spec = importlib.util.spec_from_file_location("study_noise_under_test",
+                                                  ROOT / "experiments" / "study_noise.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def _gold_predictions(path, docs, keep):
+    """Predictions = the gold facts of the first ``keep`` of each document's labels."""
+    gold = load_docred(ROOT / "datasets" / path)
+    return [{"title": gold[i]["title"], "h_idx": lab["h"], "t_idx": lab["t"], "r": lab["r"]}
+            for i in docs for lab in gold[i]["labels"][:keep]]
+
+
+def test_noise_table_of_a_study(noise_mod, tmp_path):
+    study = noise_mod.study_lib.load_study(write_study(tmp_path, seeds=[66]))
+    for row, keep in (("full", 100), ("atlop", 1)):
+        fake_done(study, row, 66, fake_metrics(50.0))
+        folder = study.result_dir(row, 66)
+        (folder / "result_dev.json").write_text(json.dumps(
+            _gold_predictions("re-docred/dev_revised.json", range(450, 454), keep)))
+        (folder / "result_test.json").write_text(json.dumps(
+            _gold_predictions("re-docred/test_revised.json", range(0, 4), keep)))
+    md = noise_mod.noise_markdown(study, "cmd", samples=200)
+    spread = md_table(md, "| row | seed | dev F1 |")
+    assert spread["full"][2] == "100.00" and spread["full"][3] == "0.00"    # perfect everywhere
+    assert 0 < float(spread["atlop"][2]) < 100 and float(spread["atlop"][3]) > 0
+    paired = md_table(md, "| row | vs | seed |")
+    assert paired["atlop"][1:3] == ["full", "66"]
+    diff, interval = float(paired["atlop"][3]), paired["atlop"][4]
+    assert diff == pytest.approx(float(spread["atlop"][2]) - 100.0, abs=0.01)
+    low, high = (float(x) for x in interval.strip("[]").split(","))
+    assert low <= diff <= high <= 0
+    assert "no_kd" not in paired                      # not done
