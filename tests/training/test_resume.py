@@ -26,7 +26,8 @@ def _trainer(graphs, rel2id, tmp_path, state_dir=None):
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
     config = TrainingConfig(epochs=2, batch_size=2, device="cpu", save_every_steps=1, seed=3)
     # A "dev score" that depends on the trained weights only.
-    score = lambda preds: {"f1": float(model.classifier.bilinear.weight.detach().sum()), "ign_f1": None}
+    score = lambda preds: {"f1": float(model.classifier.bilinear.weight.detach().sum()),
+                           "ign_f1": None}
     return Trainer(model, objective, config, graphs, dev_loader=[], evaluate_dev=score,
                    checkpoint_dir=tmp_path / "ckpt", state_dir=state_dir)
 
