@@ -21,8 +21,8 @@ import study as study_lib  # noqa: E402  (experiments/study.py)
 
 from pyg_docre.config import load_config  # noqa: E402
 from pyg_docre.io import atomic_write_text  # noqa: E402
-from pyg_docre.metrics import (DocREDScorer, bootstrap_f1, document_counts,  # noqa: E402
-                               read_result)
+from pyg_docre.metrics import (DocREDScorer, bootstrap_f1,  # noqa: E402
+                               bootstrap_mean_difference, document_counts, read_result)
 
 SPLITS = ("dev", "test")
 
@@ -87,6 +87,25 @@ def noise_markdown(study, command: str, samples: int = 2000) -> str:
                 b = bootstrap_f1(mine, theirs, samples=samples)
                 cells += [f"{b['value']:+.2f}", f"[{b['low']:+.2f}, {b['high']:+.2f}]"]
             lines.append(f"| {r.name} | {ref} | {seed} | " + " | ".join(cells) + " |")
+    lines += ["", "Mean paired difference over the seeds both rows have (the documents "
+              "resampled once for all seeds; 95% interval):", "",
+              "| row | vs | seeds | dev mean diff | dev 95% | test mean diff | test 95% |",
+              "|---|---|---|---|---|---|---|"]
+    for r in study.rows:
+        ref = r.compare_to or "full"
+        seeds = [s for s in study.seeds if (r.name, s) in counts and (ref, s) in counts]
+        if r.name == ref or not seeds:
+            continue
+        cells = []
+        for split in SPLITS:
+            pairs = [(counts[r.name, s][split], counts[ref, s][split]) for s in seeds
+                     if split in counts[r.name, s] and split in counts[ref, s]]
+            if not pairs:
+                cells += ["n/a", "n/a"]
+                continue
+            b = bootstrap_mean_difference(pairs, samples=samples)
+            cells += [f"{b['value']:+.2f}", f"[{b['low']:+.2f}, {b['high']:+.2f}]"]
+        lines.append(f"| {r.name} | {ref} | {len(seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from pyg_docre.metrics import DocREDScorer, bootstrap_f1, document_counts
+from pyg_docre.metrics import (DocREDScorer, bootstrap_f1, bootstrap_mean_difference,
+                               document_counts)
 
 
 def _doc(title, labels, entities=3):
@@ -76,3 +77,17 @@ def test_paired_bootstrap_needs_the_same_documents(scorer):
         bootstrap_f1(document_counts(scorer, []), document_counts(other, []))
     with pytest.raises(ValueError, match="samples must be >= 2"):
         bootstrap_f1(document_counts(scorer, []), samples=1)
+    with pytest.raises(ValueError, match="no pairs"):
+        bootstrap_mean_difference([])
+
+
+def test_mean_difference_over_seeds(scorer):
+    a1 = document_counts(scorer, [_pred("a", 0, 1, "P1"), _pred("b", 0, 2, "P3")])
+    b1 = document_counts(scorer, [_pred("a", 0, 1, "P1")])
+    a2 = document_counts(scorer, [_pred("a", 1, 2, "P2")])
+    b2 = document_counts(scorer, [_pred("a", 1, 2, "P2"), _pred("c", 0, 1, "P1")])
+    mean = bootstrap_mean_difference([(a1, b1), (a2, b2)], samples=300, seed=3)
+    assert mean["value"] == pytest.approx(((a1.f1() - b1.f1()) + (a2.f1() - b2.f1())) / 2)
+    one = bootstrap_mean_difference([(a1, b1)], samples=300, seed=3)
+    assert one == bootstrap_f1(a1, b1, samples=300, seed=3)
+    assert mean["low"] <= mean["value"] <= mean["high"]

@@ -25,7 +25,8 @@ For repeated scoring against one split (e.g. dev after every epoch), build a
 See :mod:`pyg_docre.metrics.scoring` for the formulas and :mod:`pyg_docre.metrics.result_io`
 for the file format, :mod:`pyg_docre.metrics.infer` for Infer-F1's definition.
 """
-from .bootstrap import DocumentCounts, bootstrap_f1, document_counts
+from .bootstrap import (DocumentCounts, bootstrap_f1, bootstrap_mean_difference,
+                        document_counts)
 from .infer import (INFER_KEYS, chain_pairs, infer_counts, infer_scores,
                     inferable_facts)
 from .result_io import PREDICTION_KEYS, PredictionFormatError, read_result, write_result
@@ -33,8 +34,9 @@ from .scoring import (IGN_EPSILON, PRF, SCORE_KEYS, DocREDScorer, DocREDScores,
                       DocumentFormatError, per_relation_scores, score_docred, train_facts)
 
 __all__ = [
-    "DocREDScorer", "DocREDScores", "DocumentCounts", "DocumentFormatError", "IGN_EPSILON", "INFER_KEYS",
-    "PREDICTION_KEYS", "PRF", "PredictionFormatError", "SCORE_KEYS", "bootstrap_f1", "chain_pairs",
-    "document_counts", "infer_counts", "infer_scores", "inferable_facts", "per_relation_scores", "read_result",
+    "DocREDScorer", "DocREDScores", "DocumentCounts", "DocumentFormatError", "IGN_EPSILON",
+    "INFER_KEYS", "PREDICTION_KEYS", "PRF", "PredictionFormatError", "SCORE_KEYS",
+    "bootstrap_f1", "bootstrap_mean_difference", "chain_pairs", "document_counts",
+    "infer_counts", "infer_scores", "inferable_facts", "per_relation_scores", "read_result",
     "score_docred", "train_facts", "write_result",
 ]

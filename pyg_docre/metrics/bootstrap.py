@@ -24,7 +24,7 @@ import numpy as np
 
 from .scoring import DocREDScorer
 
-__all__ = ["DocumentCounts", "document_counts", "bootstrap_f1"]
+__all__ = ["DocumentCounts", "document_counts", "bootstrap_f1", "bootstrap_mean_difference"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,24 @@ def _f1(correct, predicted, gold):
                              where=total > 0)
 
 
+def _picks(n: int, samples: int, seed: int) -> np.ndarray:
+    if samples < 2:
+        raise ValueError(f"samples must be >= 2, got {samples}")
+    return np.random.default_rng(seed).integers(0, n, size=(samples, n))
+
+
+def _resampled(c: DocumentCounts, picks: np.ndarray) -> np.ndarray:
+    """F1 (percent) of every resample: ``[samples]``."""
+    return _f1(c.correct[picks].sum(1), c.predicted[picks].sum(1) + c.outside,
+               c.gold[picks].sum(1))
+
+
+def _summary(value: float, values: np.ndarray) -> dict[str, float]:
+    low, high = np.percentile(values, [2.5, 97.5])
+    return {"value": float(value), "sd": float(values.std(ddof=1)), "low": float(low),
+            "high": float(high)}
+
+
 def bootstrap_f1(counts: DocumentCounts, reference: Optional[DocumentCounts] = None, *,
                  samples: int = 2000, seed: int = 0) -> dict[str, float]:
     """Document-bootstrap spread of F1, or of ``F1(counts) - F1(reference)`` when a reference
@@ -82,24 +100,25 @@ def bootstrap_f1(counts: DocumentCounts, reference: Optional[DocumentCounts] = N
     Returns ``{"value", "sd", "low", "high"}`` in percent: the value on all documents, the
     standard deviation over the resamples and the 2.5% / 97.5% percentiles.
     """
-    if reference is not None and reference.titles != counts.titles:
-        raise ValueError("paired bootstrap: the two submissions are scored on different "
-                         "documents")
-    if samples < 2:
-        raise ValueError(f"samples must be >= 2, got {samples}")
-    n = len(counts.titles)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, n, size=(samples, n))
+    if reference is None:
+        picks = _picks(len(counts.titles), samples, seed)
+        return _summary(counts.f1(), _resampled(counts, picks))
+    return bootstrap_mean_difference([(counts, reference)], samples=samples, seed=seed)
 
-    def resampled(c: DocumentCounts) -> np.ndarray:
-        return _f1(c.correct[picks].sum(1), c.predicted[picks].sum(1) + c.outside,
-                   c.gold[picks].sum(1))
 
-    values = resampled(counts)
-    value = counts.f1()
-    if reference is not None:
-        values = values - resampled(reference)
-        value -= reference.f1()
-    low, high = np.percentile(values, [2.5, 97.5])
-    return {"value": value, "sd": float(values.std(ddof=1)), "low": float(low),
-            "high": float(high)}
+def bootstrap_mean_difference(pairs: list[tuple[DocumentCounts, DocumentCounts]], *,
+                              samples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Document-bootstrap spread of the mean paired difference
+    ``mean_k (F1(a_k) - F1(b_k))`` over pairs scored on the same documents (e.g. a lever and
+    its reference, one pair per training seed): every resample draws one set of documents and
+    rescores all pairs on it. Returns ``{"value", "sd", "low", "high"}`` in percent.
+    """
+    if not pairs:
+        raise ValueError("no pairs to compare")
+    titles = pairs[0][0].titles
+    if any(c.titles != titles for pair in pairs for c in pair):
+        raise ValueError("paired bootstrap: the submissions are scored on different documents")
+    picks = _picks(len(titles), samples, seed)
+    values = np.mean([_resampled(a, picks) - _resampled(b, picks) for a, b in pairs], axis=0)
+    value = float(np.mean([a.f1() - b.f1() for a, b in pairs]))
+    return _summary(value, values)

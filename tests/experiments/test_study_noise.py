@@ -52,3 +52,5 @@ def test_noise_table_of_a_study(noise_mod, tmp_path):
     low, high = (float(x) for x in interval.strip("[]").split(","))
     assert low <= diff <= high <= 0
     assert "no_kd" not in paired                      # not done
+    pooled = md_table(md, "| row | vs | seeds |")
+    assert pooled["atlop"][1:4] == ["full", "1", paired["atlop"][3]]   # one seed: the same
