@@ -11,7 +11,9 @@
 #   SKIP_CHECKS=1 (only the study below),
 #   STUDY=experiments/studies/X.yaml (also run that study's runs that are not done, on $DEVICE,
 #   STUDY_ARGS e.g. "--seeds 67 --parallel 6 --max-runs 6"; each run gets cpu_count/parallel
-#   threads); its results folder and summary come back in $OUT/results/.
+#   threads); its results folder and summary come back in $OUT/results/. STUDY_SECONDS stops
+#   the study after that many seconds (the runs finished by then come back; set it so that the
+#   call ends before the device's per-call limit).
 # Every step writes its log into $OUT and its exit status into $OUT/summary.txt; a failing step
 # does not stop the others.
 set -u
@@ -51,6 +53,13 @@ if [ "${SKIP_CHECKS:-0}" != 1 ]; then
 fi
 if [ -n "${STUDY:-}" ]; then
     # shellcheck disable=SC2086  # STUDY_ARGS is a list of arguments
-    step study $PY experiments/study.py "$STUDY" --device "$DEVICE" ${STUDY_ARGS:-}
+    if [ -n "${STUDY_SECONDS:-}" ]; then
+        step study timeout "$STUDY_SECONDS" $PY experiments/study.py "$STUDY" --device "$DEVICE" \
+            ${STUDY_ARGS:-}
+        # (timeout signals its whole process group: the training subprocesses stop too)
+        $PY experiments/study.py "$STUDY" --summary-only > "$OUT/study_summary.log" 2>&1
+    else
+        step study $PY experiments/study.py "$STUDY" --device "$DEVICE" ${STUDY_ARGS:-}
+    fi
     mkdir -p "$OUT/results" && cp -r experiments/results/. "$OUT/results/"
 fi
