@@ -131,22 +131,23 @@ def resolved_config_yaml(study, row, seed):
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
-def fake_done(study, row, seed, metrics):
-    folder = study.result_dir(row, seed)
+def _fake_outputs(folder, study, row, seed, metrics):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(metrics))
     for name in ("result_dev.json", "result_test.json"):
         (folder / name).write_text("[]")
     (folder / "config.yaml").write_text(resolved_config_yaml(study, row, seed))
+
+
+def fake_done(study, row, seed, metrics):
+    """A results folder as the runner leaves it."""
+    _fake_outputs(study.result_dir(row, seed), study, row, seed, metrics)
 
 
 def fake_complete_run(study, row, seed, metrics):
+    """A complete run folder (not yet collected)."""
     folder = study.run_dir(row, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    for name in ("result_dev.json", "result_test.json"):
-        (folder / name).write_text("[]")
-    (folder / "config.yaml").write_text(resolved_config_yaml(study, row, seed))
+    _fake_outputs(folder, study, row, seed, metrics)
     (folder / "run_state.json").write_text(json.dumps({"state": "complete"}))
 
 
