@@ -319,17 +319,21 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     atomic_write(dst, lambda f: f.write(data), binary=True)
 
 
+def _complete_run(study: Study, row: str, seed: int) -> bool:
+    from pyg_docre.training.run_folder import read_run_state
+
+    state = read_run_state(study.run_dir(row, seed))
+    return bool(state) and state.get("state") == "complete"
+
+
 def collect_run(study: Study, row: str, seed: int) -> bool:
     """Copy a complete run's files into the results folder (atomically, metrics.json last);
     True when the (row, seed) is done afterwards."""
-    from pyg_docre.training.run_folder import read_run_state
-
     if study.is_done(row, seed):
         return True
-    run = study.run_dir(row, seed)
-    state = read_run_state(run)
-    if not state or state.get("state") != "complete":
+    if not _complete_run(study, row, seed):
         return False
+    run = study.run_dir(row, seed)
     missing = [name for name in COPIED_FILES if not (run / name).is_file()]
     if missing:
         raise StudyError(f"{run}: complete, but {', '.join(missing)} missing")
@@ -756,13 +760,6 @@ def main(argv: Optional[list[str]] = None, *, base_dir: str | os.PathLike = ROOT
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
-
-
-def _complete_run(study: Study, row: str, seed: int) -> bool:
-    from pyg_docre.training.run_folder import read_run_state
-
-    state = read_run_state(study.run_dir(row, seed))
-    return bool(state) and state.get("state") == "complete"
 
 
 if __name__ == "__main__":
