@@ -43,7 +43,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -607,6 +607,21 @@ def _split_documents(config, split, base_dir: Path, cache: dict) -> list[dict]:
     return [docs[i] for i in parse_doc_range(split.docs, len(docs))]
 
 
+def result_splits(result_dir: str | os.PathLike, base_dir: str | os.PathLike = ROOT,
+                  cache: Optional[dict] = None) -> tuple[Any, list[tuple[str, list, Path]]]:
+    """A results folder's config (its ``config.yaml``) and, for dev and test, the
+    ``(split name, gold documents, result file)`` of every split that has a result file."""
+    result_dir, base_dir = Path(result_dir), Path(base_dir)
+    cache = {} if cache is None else cache
+    config = load_config(result_dir / "config.yaml")
+    splits = []
+    for split_name, split in (("dev", config.data.dev), ("test", config.data.test)):
+        result = result_dir / f"result_{split_name}.json"
+        if split is not None and result.is_file():
+            splits.append((split_name, _split_documents(config, split, base_dir, cache), result))
+    return config, splits
+
+
 def rescore_run(result_dir: str | os.PathLike, base_dir: str | os.PathLike = ROOT,
                 cache: Optional[dict] = None) -> dict[str, dict]:
     """Official DocRED scores (percent) of a results folder's ``result_dev.json`` and
@@ -614,21 +629,12 @@ def rescore_run(result_dir: str | os.PathLike, base_dir: str | os.PathLike = ROO
     that config's training documents (``data.ign_train`` if set, else ``data.train``)."""
     from pyg_docre.metrics import DocREDScorer, read_result
 
-    result_dir, base_dir = Path(result_dir), Path(base_dir)
     cache = {} if cache is None else cache
-    config = load_config(result_dir / "config.yaml")
+    config, splits = result_splits(result_dir, base_dir, cache)
     ign_split = config.data.ign_train or config.data.train
-    train = _split_documents(config, ign_split, base_dir, cache)
-    scores = {}
-    for split_name, split in (("dev", config.data.dev), ("test", config.data.test)):
-        result = result_dir / f"result_{split_name}.json"
-        if split is None or not result.is_file():
-            continue
-        gold = _split_documents(config, split, base_dir, cache)
-        scorer = DocREDScorer(gold, train)
-        scores[split_name] = scorer.score(read_result(result),
-                                          pred_path=result).to_dict(percent=True)
-    return scores
+    train = _split_documents(config, ign_split, Path(base_dir), cache)
+    return {split_name: DocREDScorer(gold, train).score(read_result(result), pred_path=result)
+            .to_dict(percent=True) for split_name, gold, result in splits}
 
 
 def verify_run(result_dir: str | os.PathLike, base_dir: str | os.PathLike = ROOT,

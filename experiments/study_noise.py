@@ -19,7 +19,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import study as study_lib  # noqa: E402  (experiments/study.py)
 
-from pyg_docre.config import load_config  # noqa: E402
 from pyg_docre.io import atomic_write_text  # noqa: E402
 from pyg_docre.metrics import (DocREDScorer, bootstrap_f1,  # noqa: E402
                                bootstrap_mean_difference, document_counts, read_result)
@@ -27,30 +26,19 @@ from pyg_docre.metrics import (DocREDScorer, bootstrap_f1,  # noqa: E402
 SPLITS = ("dev", "test")
 
 
-def run_counts(study, row: str, seed: int, cache: dict, scorers: dict) -> dict:
+def run_counts(study, row: str, seed: int, cache: dict) -> dict:
     """{split: DocumentCounts} of one done (row, seed), scored against its own config's data."""
-    folder = study.result_dir(row, seed)
-    config = load_config(folder / "config.yaml")
-    out = {}
-    for split_name in SPLITS:
-        split = getattr(config.data, split_name)
-        result = folder / f"result_{split_name}.json"
-        if split is None or not result.is_file():
-            continue
-        key = (str(config.data.resolve(split.file, study.base_dir)), str(split.docs))
-        if key not in scorers:
-            scorers[key] = DocREDScorer(study_lib._split_documents(config, split,
-                                                                   study.base_dir, cache))
-        out[split_name] = document_counts(scorers[key], read_result(result))
-    return out
+    _, splits = study_lib.result_splits(study.result_dir(row, seed), study.base_dir, cache)
+    return {split_name: document_counts(DocREDScorer(gold), read_result(result))
+            for split_name, gold, result in splits}
 
 
 def noise_markdown(study, command: str, samples: int = 2000) -> str:
-    cache, scorers, counts = {}, {}, {}
+    cache, counts = {}, {}
     for r in study.rows:
         for seed in study.seeds:
             if study.is_done(r.name, seed):
-                counts[r.name, seed] = run_counts(study, r.name, seed, cache, scorers)
+                counts[r.name, seed] = run_counts(study, r.name, seed, cache)
     lines = [f"# Document noise of the study `{study.protocol}`", "",
              f"Document bootstrap ({samples} resamples of the split's documents, numpy seed 0): "
              f"the spread of F1 that comes from which documents are scored, not from the "
