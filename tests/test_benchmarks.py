@@ -224,6 +224,16 @@ def test_region_breakdown_attributes_backward_to_forward_regions():
     assert exclusive["encoder"] > 0 and exclusive["gtn"] > 0
 
 
+def test_throughput_pass_statistics_use_the_median_pass():
+    # One pass disturbed by the machine (9 s) moves the mean, not the median.
+    stats = throughput.pass_statistics([3.0, 9.0, 2.0], num_docs=6)
+    assert stats["median_pass_seconds"] == 3.0
+    assert stats["s_per_doc"] == pytest.approx(0.5)
+    assert stats["docs_per_s"] == pytest.approx(2.0)
+    assert stats["pass_spread"] == pytest.approx(4.5)
+    assert stats["documents"] == 18 and stats["pass_seconds"] == [3.0, 9.0, 2.0]
+
+
 def test_throughput_ratios_and_report_fields():
     timing = {name: {kind: {"pass_seconds": [s], "documents": 4, "docs_per_s": 4 / s,
                             "s_per_doc": s / 4} for kind, s in (("train", t), ("inference", i))}
