@@ -1,5 +1,6 @@
 """Official DocRED scoring (pyg_docre.metrics): hand-computed cases, validation, result.json I/O,
 and agreement with a literal transcription of the official algorithm on Re-DocRED."""
+import gzip
 import json
 import os
 import random
@@ -291,6 +292,25 @@ def test_write_read_roundtrip(tmp_path, predictions):
     back = read_result(path)
     assert back == [{k: p[k] for k in ("title", "h_idx", "t_idx", "r")} for p in preds]
     assert [f for f in os.listdir(tmp_path)] == ["result.json"]
+
+
+def test_gzip_result_roundtrip_is_reproducible(tmp_path, predictions):
+    path = tmp_path / "result.json.gz"
+    write_result(predictions, path)
+    first = path.read_bytes()
+    assert first[:2] == b"\x1f\x8b"                                   # gzip magic
+    assert json.loads(gzip.decompress(first)) == read_result(path)
+    assert read_result(path) == read_result(write_result(predictions, tmp_path / "plain.json"))
+    write_result(predictions, path)
+    assert path.read_bytes() == first              # no timestamp: same predictions, same bytes
+
+
+@pytest.mark.parametrize("content", [b"not gzip at all", gzip.compress(b"[1, 2")[:-6]])
+def test_read_result_broken_gzip_names_the_file(tmp_path, content):
+    path = tmp_path / "result.json.gz"
+    path.write_bytes(content)
+    with pytest.raises(PredictionFormatError, match=r"result\.json\.gz: not a complete gzip"):
+        read_result(path)
 
 
 def test_write_result_invalid_entry_leaves_previous_file(tmp_path):

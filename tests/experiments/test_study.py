@@ -1,5 +1,6 @@
 """experiments/study.py: the study file's checks, the run order, the summary, --verify, and one
 real two-run study with the `smoke` config."""
+import gzip
 import importlib.util
 import json
 import statistics
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from pyg_docre.metrics import write_result
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "experiments" / "study.py"
@@ -131,23 +134,23 @@ def resolved_config_yaml(study, row, seed):
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
-def _fake_outputs(folder, study, row, seed, metrics):
+def _fake_outputs(folder, study, row, seed, metrics, result_suffix):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    for name in ("result_dev.json", "result_test.json"):
-        (folder / name).write_text("[]")
+    for split in ("dev", "test"):
+        write_result([], folder / f"result_{split}{result_suffix}")
     (folder / "config.yaml").write_text(resolved_config_yaml(study, row, seed))
 
 
 def fake_done(study, row, seed, metrics):
-    """A results folder as the runner leaves it."""
-    _fake_outputs(study.result_dir(row, seed), study, row, seed, metrics)
+    """A results folder as the runner leaves it (predictions gzip-compressed)."""
+    _fake_outputs(study.result_dir(row, seed), study, row, seed, metrics, ".json.gz")
 
 
 def fake_complete_run(study, row, seed, metrics):
     """A complete run folder (not yet collected)."""
     folder = study.run_dir(row, seed)
-    _fake_outputs(folder, study, row, seed, metrics)
+    _fake_outputs(folder, study, row, seed, metrics, ".json")
     (folder / "run_state.json").write_text(json.dumps({"state": "complete"}))
 
 
@@ -157,9 +160,9 @@ def test_order_is_seed_major_and_skips_done_runs(study_mod, tmp_path):
     assert plan == [("full", 66), ("atlop", 66), ("no_kd", 66), ("full", 67), ("atlop", 67),
                     ("no_kd", 67), ("full", 68), ("atlop", 68), ("no_kd", 68)]
     fake_done(study, "atlop", 66, fake_metrics(50.0))
-    # an incomplete results folder (no result_test.json) is not done
+    # an incomplete results folder (no result_test.json.gz) is not done
     fake_done(study, "full", 67, fake_metrics(50.0))
-    (study.result_dir("full", 67) / "result_test.json").unlink()
+    (study.result_dir("full", 67) / "result_test.json.gz").unlink()
     assert study_mod.plan_runs(study)[:4] == [("full", 66), ("no_kd", 66), ("full", 67),
                                               ("atlop", 67)]
     # the selection keeps the study's order, whatever the order given
@@ -207,7 +210,13 @@ def test_collect_copies_only_complete_runs(study_mod, tmp_path):
     (study.run_dir("full", 66) / "run_state.json").write_text('{"state": "complete"}')
     assert study_mod.collect_run(study, "full", 66) and study.is_done("full", 66)
     copied = sorted(p.name for p in study.result_dir("full", 66).iterdir())
-    assert copied == ["config.yaml", "metrics.json", "result_dev.json", "result_test.json"]
+    assert copied == ["config.yaml", "metrics.json", "result_dev.json.gz", "result_test.json.gz"]
+    # the predictions are stored compressed, byte for byte the run's files inside
+    run, results = study.run_dir("full", 66), study.result_dir("full", 66)
+    for split in ("dev", "test"):
+        assert gzip.decompress((results / f"result_{split}.json.gz").read_bytes()) == (
+            run / f"result_{split}.json").read_bytes()
+        assert study_mod.result_file(results, split) == results / f"result_{split}.json.gz"
 
 
 def md_table(md: str, header: str) -> dict:
@@ -401,9 +410,9 @@ def test_study_end_to_end_with_smoke(study_mod, tmp_path, redocred_test_path, re
     assert study_mod.verify_run(study.result_dir("full", 66), ROOT, cache) == []
     # ... and a tampered prediction file: the gold facts score 100, not what the model scored
     test_docs = json.loads(redocred_test_path.read_text())[0:2]
-    (study.result_dir("full", 66) / "result_test.json").write_text(json.dumps(
-        [{"title": d["title"], "h_idx": l["h"], "t_idx": l["t"], "r": l["r"]}
-         for d in test_docs for l in d["labels"]]))
+    write_result([{"title": d["title"], "h_idx": l["h"], "t_idx": l["t"], "r": l["r"]}
+                  for d in test_docs for l in d["labels"]],
+                 study.result_dir("full", 66) / "result_test.json.gz")
     assert study_mod.rescore_run(study.result_dir("full", 66), ROOT, cache)["test"]["f1"] == 100
     problems = study_mod.verify_run(study.result_dir("full", 66), ROOT, cache)
     assert any(p.startswith(f"{metrics_path}: test.f1: stored") for p in problems), problems

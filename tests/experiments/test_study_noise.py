@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pyg_docre.data import load_docred
+from pyg_docre.metrics import write_result
 
 from test_study import fake_done, fake_metrics, md_table, write_study
 
@@ -37,10 +38,10 @@ def test_noise_table_of_a_study(noise_mod, tmp_path):
     for row, keep in (("full", 100), ("atlop", 1)):
         fake_done(study, row, 66, fake_metrics(50.0))
         folder = study.result_dir(row, 66)
-        (folder / "result_dev.json").write_text(json.dumps(
-            _gold_predictions("re-docred/dev_revised.json", range(450, 454), keep)))
-        (folder / "result_test.json").write_text(json.dumps(
-            _gold_predictions("re-docred/test_revised.json", range(0, 4), keep)))
+        write_result(_gold_predictions("re-docred/dev_revised.json", range(450, 454), keep),
+                     folder / "result_dev.json.gz")
+        write_result(_gold_predictions("re-docred/test_revised.json", range(0, 4), keep),
+                     folder / "result_test.json.gz")
     md = noise_mod.noise_markdown(study, "cmd", samples=200)
     spread = md_table(md, "| row | seed | dev F1 |")
     assert spread["full"][2] == "100.00" and spread["full"][3] == "0.00"    # perfect everywhere
