@@ -1,0 +1,44 @@
+"""tools/gpu_checks.sh, run as on a lent GPU machine but on the CPU: what it leaves in $OUT must
+come back from that machine, which returns at most 8 files, none more than two folders down."""
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from pyg_docre.pretrained import EMBEDDED_ENCODER, resolve_pretrained
+from test_study import write_study
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "tools" / "gpu_checks.sh"
+#: The device's limits on what comes back from $OUT (its README).
+MAX_FILES, MAX_FOLDERS_DOWN = 8, 2
+
+
+def test_outputs_fit_what_the_device_returns(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYG_DOCRE_EMBEDDED_ENCODER", raising=False)
+    study = write_study(tmp_path, rows=[{"name": "full", "config": "smoke", "overrides": []}],
+                        seeds=[1])
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), DEVICE="cpu", SKIP_CHECKS="1", STUDY=str(study),
+               STUDY_SECONDS="300", PYTHON=sys.executable, OMP_NUM_THREADS="1",
+               PYG_DOCRE_EMBEDDED_ENCODER=resolve_pretrained(EMBEDDED_ENCODER))
+    proc = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "study rc=0" in proc.stdout
+
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert sorted(p.name for p in files) == ["gpu_checks.tar.gz", "summary.txt"]
+    assert len(files) <= MAX_FILES
+    assert all(len(p.relative_to(out).parts) - 1 <= MAX_FOLDERS_DOWN for p in files)
+    assert (out / "summary.txt").read_text().startswith("study rc=0")
+
+    with tarfile.open(out / "gpu_checks.tar.gz") as archive:
+        names = {Path(n).as_posix().lstrip("./") for n in archive.getnames()}
+    assert {"summary.txt", "study.log", "study_summary.log"} <= names
+    # the repository's results folder travels back inside the archive, however deep
+    assert any(n.startswith("results/") and n.endswith("metrics.json") for n in names)
+    # the study's own results were written where its file says
+    assert (tmp_path / "results" / "study" / "full" / "1" / "result_test.json.gz").is_file()
+
