@@ -2,7 +2,8 @@
 """Run a fidelity study: every row (a config with overrides) of a study file over its seeds.
 
     python experiments/study.py experiments/studies/redocred_cpu.yaml [--rows a,b] [--seeds 66,67]
-        [--parallel N] [--device cpu|cuda] [--max-runs K] [--dry-run] [--summary-only] [--verify]
+        [--parallel N] [--device cpu|cuda] [--max-runs K] [--no-reuse]
+        [--dry-run | --summary-only | --verify]
 
 A study file (YAML) names the ``protocol``, the ``seeds``, the ``output`` results folder, the
 ``runs_dir`` where the full run folders go (git-ignored) and the ``rows``, each
@@ -26,10 +27,16 @@ summary is rewritten: ``OUTPUT.json`` (per row: seeds, test F1, test Ign F1, dev
 needs matplotlib, the ``bench`` extra). A failed run is reported with its log and the others go
 on; the exit status is then 1.
 
+A (row, seed) whose experiment another study beside this one (``OUTPUT/../OTHER/ROW'/SEED``)
+has already done, with the same configuration and seed (runtime keys such as
+``training.device`` aside) on the same kind of device, is not run again: its results are copied,
+with ``reused_from.txt`` naming the source (``--no-reuse`` runs everything here). The CPU
+protocol's ``full`` and ``atlop`` rows are in the lever, precision and main studies alike.
+
 ``--summary-only`` collects the complete runs and rewrites the summary without starting any.
 ``--verify`` rescores every stored ``result_dev.json.gz`` / ``result_test.json.gz`` with the
-official scorer against the data of the run's own ``config.yaml`` and checks that ``metrics.json`` holds
-the same numbers (to 1e-6, percent); a mismatch names the file and the field, exit status 1.
+official scorer against the data of the run's own ``config.yaml`` and checks that
+``metrics.json`` holds the same numbers (to 1e-6, percent); a mismatch names the file and the field, exit status 1.
 A bad study file or option: one line naming the file and the field, exit status 2.
 """
 from __future__ import annotations
@@ -58,8 +65,9 @@ from pyg_docre.config import ConfigError, load_config, yaml_load  # noqa: E402
 from pyg_docre.io import atomic_write, atomic_write_text  # noqa: E402
 
 __all__ = ["StudyError", "Row", "Study", "load_study", "plan_runs", "train_command",
-           "collect_run", "build_summary", "summary_markdown", "gap_table", "write_summary",
-           "result_file", "rescore_run", "verify_run", "verify_study", "run_study", "main"]
+           "collect_run", "equivalent_result", "reuse_equivalent_runs", "build_summary",
+           "summary_markdown", "gap_table", "write_summary", "result_file", "rescore_run",
+           "verify_run", "verify_study", "run_study", "main"]
 
 STUDY_KEYS = ("protocol", "seeds", "output", "runs_dir", "rows")
 ROW_KEYS = ("name", "config", "overrides", "compare_to")
@@ -269,24 +277,106 @@ def _select(study: Study, rows: Optional[Iterable[str]], seeds: Optional[Iterabl
 RUNTIME_KEYS = ("training.device", "training.num_workers", "training.pin_memory")
 
 
+def _wanted_config(study: Study, row: str, seed: int):
+    r = study.row(row)
+    return load_config(r.config_path, [*r.overrides, _seed_override(seed)])
+
+
+def _stored_config(path: Path):
+    """A results folder's ``config.yaml`` read through the config loader (so keys added since
+    the run, with defaults that keep the old computation, take those defaults)."""
+    from pyg_docre.config import config_from_dict
+
+    try:
+        return config_from_dict(yaml_load(path.read_text(encoding="utf-8")) or {})
+    except FileNotFoundError:
+        raise
+    except Exception as err:            # OSError, yaml.YAMLError, ConfigError, UnicodeDecodeError
+        raise StudyError(f"{path}: not a readable config ({err})") from None
+
+
+def _differing_keys(stored, wanted) -> list[str]:
+    from pyg_docre.training.run_folder import config_differences
+
+    return [k for k in config_differences(stored.to_dict(), wanted.to_dict())
+            if k not in RUNTIME_KEYS]
+
+
 def stale_keys(study: Study, row: str, seed: int) -> list[str]:
     """The config keys in which the stored results of (``row``, ``seed``) differ from what the
     study file asks for now (empty: up to date). Both sides are read through the config loader,
     so keys added since the run (with defaults that keep the old computation) do not count."""
-    from pyg_docre.config import config_from_dict
-    from pyg_docre.training.run_folder import config_differences
-
-    r = study.row(row)
-    stored_path = study.result_dir(row, seed) / "config.yaml"
     try:
-        stored = config_from_dict(yaml_load(stored_path.read_text(encoding="utf-8")) or {})
+        stored = _stored_config(study.result_dir(row, seed) / "config.yaml")
     except FileNotFoundError:
         return ["config.yaml missing"]
-    except Exception as err:            # yaml.YAMLError, ConfigError, UnicodeDecodeError
-        raise StudyError(f"{stored_path}: not a readable config ({err})") from None
-    wanted = load_config(r.config_path, [*r.overrides, _seed_override(seed)])
-    return [k for k in config_differences(stored.to_dict(), wanted.to_dict())
-            if k not in RUNTIME_KEYS]
+    return _differing_keys(stored, _wanted_config(study, row, seed))
+
+
+# ------------------------------------------------------------------------------ reuse
+
+#: Written into a results folder whose run was reused from another study (before metrics.json).
+REUSED_NOTE = "reused_from.txt"
+
+
+def _device_type(name: str) -> str:
+    """``cpu`` or ``cuda`` for a ``training.device`` value (``auto``: what this machine has)."""
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(name).split(":")[0]
+
+
+def equivalent_result(study: Study, row: str, seed: int, device: Optional[str] = None
+                      ) -> Optional[Path]:
+    """A done results folder of *another* study beside this one (``OUTPUT/../*/ROW'/SEED``)
+    whose run had the same configuration and seed as (``row``, ``seed``) (the runtime keys
+    aside) and ran on the same kind of device (``device``, else the row's
+    ``training.device``): the same experiment, which need not run twice. ``None`` if there is
+    none."""
+    wanted = _wanted_config(study, row, seed)
+    device_type = _device_type(device or wanted.training.device)
+    for folder in sorted(study.output.parent.glob(f"*/*/{seed}")):
+        if folder.parent.parent == study.output or not folder.is_dir():
+            continue
+        if not all((folder / name).is_file() for name in DONE_FILES):
+            continue
+        try:
+            if _differing_keys(_stored_config(folder / "config.yaml"), wanted):
+                continue
+            environment = _read_json(folder / "metrics.json").get("environment") or {}
+        except (FileNotFoundError, StudyError):
+            continue
+        if _device_type(str(environment.get("device", ""))) == device_type:
+            return folder
+    return None
+
+
+def reuse_equivalent_runs(study: Study, plan: list[tuple[str, int]], device: Optional[str] = None,
+                          *, dry_run: bool = False, say: Callable[[str], None] = print
+                          ) -> list[tuple[str, int]]:
+    """For every planned (row, seed) without a complete run folder of its own, copy the results
+    of an :func:`equivalent_result` into this study's results folder (with ``reused_from.txt``
+    naming the source; ``metrics.json`` last). Returns the reused pairs (``dry_run``: the pairs
+    that would be, nothing copied)."""
+    reused = []
+    for row, seed in plan:
+        if _complete_run(study, row, seed):
+            continue                        # its own run is collected instead
+        source = equivalent_result(study, row, seed, device)
+        if source is None:
+            continue
+        if not dry_run:
+            dest = study.result_dir(row, seed)
+            dest.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(dest / REUSED_NOTE, _display(source, study.base_dir) + "\n")
+            for _, stored in COPIED_FILES:
+                _copy_atomic(source / stored, dest / stored)
+        say(f"{'would reuse' if dry_run else 'reused'} {row}/{seed} <- "
+            f"{_display(source, study.base_dir)}")
+        reused.append((row, seed))
+    return reused
 
 
 def plan_runs(study: Study, rows: Optional[Iterable[str]] = None,
@@ -322,9 +412,10 @@ def train_command(study: Study, row: str, seed: int, device: Optional[str] = Non
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` atomically; gzip-compressed (no timestamp) if ``dst`` ends in .gz."""
+    """Copy ``src`` to ``dst`` atomically; gzip-compressed (no timestamp) when ``dst`` ends in
+    .gz and ``src`` does not."""
     data = src.read_bytes()
-    if dst.suffix == ".gz":
+    if dst.suffix == ".gz" and src.suffix != ".gz":
         data = gzip.compress(data, mtime=0)
     atomic_write(dst, lambda f: f.write(data), binary=True)
 
@@ -720,6 +811,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"),
                    help="set training.device of every run (default: the config's)")
     p.add_argument("--max-runs", type=int, metavar="K", help="start at most K runs")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="run every (row, seed) here, even when another study beside this one "
+                        "holds a done run of the same config and seed on the same device")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true",
                       help="check the study, print the runs to do and their commands, exit")
@@ -754,9 +848,11 @@ def main(argv: Optional[list[str]] = None, *, base_dir: str | os.PathLike = ROOT
         if args.dry_run:
             plan = plan_runs(study, args.rows, args.seeds)
             to_collect = [(r, s) for r, s in plan if _complete_run(study, r, s)]
-            plan = [p for p in plan if p not in to_collect][:args.max_runs]
+            reused = ([] if args.no_reuse else
+                      reuse_equivalent_runs(study, plan, args.device, dry_run=True, say=say))
+            plan = [p for p in plan if p not in to_collect and p not in reused][:args.max_runs]
             say(f"{study.path}: {len(plan)} run(s) to do, {len(to_collect)} complete run(s) "
-                f"to collect")
+                f"to collect, {len(reused)} to reuse")
             for row, seed in plan:
                 say(f"{row}/{seed}: {shlex.join(train_command(study, row, seed, args.device))}")
             return 0
@@ -764,6 +860,9 @@ def main(argv: Optional[list[str]] = None, *, base_dir: str | os.PathLike = ROOT
         for seed in chosen:                  # runs completed in an earlier sitting
             for name in names:
                 collect_run(study, name, seed)
+        if not args.summary_only and not args.no_reuse:
+            reuse_equivalent_runs(study, plan_runs(study, args.rows, args.seeds), args.device,
+                                  say=say)
         plan = plan_runs(study, args.rows, args.seeds)[:args.max_runs]
         if args.summary_only or not plan:
             if not plan:

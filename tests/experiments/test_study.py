@@ -428,3 +428,52 @@ def test_threads_per_run(study_mod, monkeypatch):
     env = study_mod._child_env(2)
     assert env["OMP_NUM_THREADS"] == "3"
     assert env["PYTHONPATH"].split(study_mod.os.pathsep)[0] == str(ROOT)
+
+
+# ------------------------------------------------------------------------ reuse across studies
+
+def _sibling_study(tmp_path, name, rows, seeds=(66,)):
+    """A study whose results folder sits beside the others in tmp_path/results/."""
+    return write_study(tmp_path, rows=rows, seeds=seeds, name=f"{name}.yaml",
+                       output=str(tmp_path / "results" / name),
+                       runs_dir=str(tmp_path / "runs" / name))
+
+
+def test_a_run_done_by_another_study_is_reused_not_rerun(study_mod, tmp_path, capsys):
+    full = {"name": "full", "config": "smoke", "overrides": []}
+    atlop = {"name": "atlop", "config": "smoke", "overrides": ["model.baseline=true"]}
+    levers = study_mod.load_study(_sibling_study(tmp_path, "levers", [full, atlop]))
+    fake_done(levers, "full", 66, fake_metrics(55.0, device="cpu"))
+    fake_done(levers, "atlop", 66, fake_metrics(53.0, device="cuda:0"))   # on another device
+    # the main study names its rows differently; what counts is the config and the seed
+    main_path = _sibling_study(tmp_path, "main", [
+        {"name": "full_model", "config": "smoke", "overrides": []}, atlop,
+        {"name": "no_kd", "config": "smoke", "overrides": ["objectives.distillation=none"]}])
+    study = study_mod.load_study(main_path)
+    assert study_mod.equivalent_result(study, "full_model", 66, "cpu") == \
+        levers.result_dir("full", 66)
+    assert study_mod.equivalent_result(study, "atlop", 66, "cpu") is None        # cuda run
+    assert study_mod.equivalent_result(study, "atlop", 66, "cuda") == levers.result_dir("atlop", 66)
+    assert study_mod.equivalent_result(study, "no_kd", 66, "cpu") is None        # other config
+
+    assert study_mod.main([str(main_path), "--dry-run", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "would reuse full_model/66 <- " in out and "2 run(s) to do" in out
+    assert not study.is_done("full_model", 66)                                # dry run: nothing
+
+    plan = study_mod.plan_runs(study)
+    assert study_mod.reuse_equivalent_runs(study, plan, "cpu", say=lambda _: None) == [
+        ("full_model", 66)]
+    assert study.is_done("full_model", 66)
+    source, dest = levers.result_dir("full", 66), study.result_dir("full_model", 66)
+    for name in ("metrics.json", "config.yaml", "result_dev.json.gz", "result_test.json.gz"):
+        assert (dest / name).read_bytes() == (source / name).read_bytes()    # copied as is
+    assert (dest / "reused_from.txt").read_text().strip() == str(source)
+    assert study_mod.plan_runs(study) == [("atlop", 66), ("no_kd", 66)]
+    # the reused results are this study's own from now on (its summary, --verify, stale checks)
+    assert study_mod.stale_keys(study, "full_model", 66) == []
+
+    # --no-reuse runs everything here
+    other = study_mod.load_study(_sibling_study(tmp_path, "other", [full]))
+    assert study_mod.main([str(other.path), "--dry-run", "--no-reuse", "--device", "cpu"]) == 0
+    assert "would reuse" not in capsys.readouterr().out
