@@ -70,6 +70,9 @@ __all__ = ["StudyError", "Row", "Study", "load_study", "plan_runs", "train_comma
            "verify_run", "verify_study", "run_study", "main"]
 
 STUDY_KEYS = ("protocol", "seeds", "output", "runs_dir", "rows")
+#: Optional: ``levers``, {lever: [rows]}: the rows whose paired dev gains over their references
+#: decide the lever together (study_noise.py's decision table).
+OPTIONAL_STUDY_KEYS = ("levers",)
 ROW_KEYS = ("name", "config", "overrides", "compare_to")
 #: A (row, seed) is done when its results folder holds these.
 DONE_FILES = ("metrics.json", "result_dev.json.gz", "result_test.json.gz")
@@ -106,6 +109,11 @@ class Study:
     runs_dir: Path              # absolute
     rows: tuple[Row, ...]
     base_dir: Path              # where data paths and relative study paths resolve
+    levers: tuple[tuple[str, tuple[str, ...]], ...] = ()    # (lever, its rows)
+
+    def reference(self, row: str) -> str:
+        """The row that ``row``'s paired gaps are taken to: its ``compare_to``, else ``full``."""
+        return self.row(row).compare_to or "full"
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -160,8 +168,9 @@ def load_study(path: str | os.PathLike, *, base_dir: str | os.PathLike = ROOT,
     if not isinstance(values, dict):
         raise StudyError(f"{path}: expected a mapping with the keys {', '.join(STUDY_KEYS)}")
     for key in values:
-        if key not in STUDY_KEYS:
-            raise StudyError(f"{path}: unknown key {key!r}; valid keys: {', '.join(STUDY_KEYS)}")
+        if key not in STUDY_KEYS + OPTIONAL_STUDY_KEYS:
+            raise StudyError(f"{path}: unknown key {key!r}; valid keys: "
+                             f"{', '.join(STUDY_KEYS + OPTIONAL_STUDY_KEYS)}")
     for key in STUDY_KEYS:
         if key not in values:
             raise StudyError(f"{path}: {key}: required")
@@ -245,8 +254,34 @@ def load_study(path: str | os.PathLike, *, base_dir: str | os.PathLike = ROOT,
         if r.compare_to is not None and r.compare_to not in names:
             raise StudyError(f"{path}: rows[{i}] ({r.name}): compare_to: {r.compare_to!r} is not "
                              f"a row (rows: {', '.join(names)})")
+    levers = _check_levers(path, values.get("levers"),
+                           {r.name: r.compare_to or "full" for r in rows})
     return Study(path, protocol, tuple(seeds), folders["output"], folders["runs_dir"],
-                 tuple(rows), base_dir)
+                 tuple(rows), base_dir, levers)
+
+
+def _check_levers(path: Path, levers: Any, references: dict[str, str]
+                  ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``levers: {lever: [row, ...]}``: each row must be a row with a reference row (its
+    ``compare_to`` or ``full``, ``references``) to be compared with."""
+    names = list(references)
+    if levers is None:
+        return ()
+    if not isinstance(levers, dict) or not levers:
+        raise StudyError(f"{path}: levers: expected a mapping {{lever: [rows]}}, got {levers!r}")
+    checked = []
+    for lever, rows in levers.items():
+        where = f"{path}: levers: {lever}"
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, str) for r in rows):
+            raise StudyError(f"{where}: expected a non-empty list of row names, got {rows!r}")
+        for row in rows:
+            if row not in names:
+                raise StudyError(f"{where}: {row!r} is not a row (rows: {', '.join(names)})")
+            if references[row] == row or references[row] not in names:
+                raise StudyError(f"{where}: {row!r} has no other row to be compared with "
+                                 f"(compare_to, or a row named 'full')")
+        checked.append((str(lever), tuple(rows)))
+    return tuple(checked)
 
 
 # ------------------------------------------------------------------------------ runs

@@ -60,7 +60,7 @@ def noise_markdown(study, command: str, samples: int = 2000) -> str:
               "|---|---|---|---|---|---|---|"]
     names = {r.name for r in study.rows}
     for r in study.rows:
-        ref = r.compare_to or "full"
+        ref = study.reference(r.name)
         if r.name == ref or ref not in names:
             continue
         for seed in study.seeds:
@@ -80,7 +80,7 @@ def noise_markdown(study, command: str, samples: int = 2000) -> str:
               "| row | vs | seeds | dev mean diff | dev 95% | test mean diff | test 95% |",
               "|---|---|---|---|---|---|---|"]
     for r in study.rows:
-        ref = r.compare_to or "full"
+        ref = study.reference(r.name)
         seeds = [s for s in study.seeds if (r.name, s) in counts and (ref, s) in counts]
         if r.name == ref or not seeds:
             continue
@@ -94,7 +94,40 @@ def noise_markdown(study, command: str, samples: int = 2000) -> str:
             b = bootstrap_mean_difference(pairs, samples=samples)
             cells += [f"{b['value']:+.2f}", f"[{b['low']:+.2f}, {b['high']:+.2f}]"]
         lines.append(f"| {r.name} | {ref} | {len(seeds)} | " + " | ".join(cells) + " |")
+    lines += lever_decisions(study, counts, samples)
     return "\n".join(lines) + "\n"
+
+
+def lever_decisions(study, counts: dict, samples: int) -> list[str]:
+    """The study's ``levers`` judged by the selection rule fixed before the lever runs were read
+    (experiments/results/redocred_cpu_fidelity.md): a lever is adopted when the mean paired
+    dev F1 gain of its rows over their references, pooled over every seed and every row of the
+    lever (both models for a lever that has an ATLOP row), has a document-bootstrap 95% interval
+    above 0. It is decided only when every (row, seed) of the lever and its references is done;
+    test F1 plays no part."""
+    if not study.levers:
+        return []
+    lines = ["", "Lever decisions on dev F1 (the rule: adopt when the 95% interval of the mean "
+             "paired dev gain, pooled over all seeds and rows of the lever, lies above 0; "
+             "decided once every seed of every row is done; test plays no part):", "",
+             "| lever | rows | pairs | dev mean gain | dev 95% | decision |",
+             "|---|---|---|---|---|---|"]
+    for lever, rows in study.levers:
+        pairs = [(counts[row, seed]["dev"], counts[study.reference(row), seed]["dev"])
+                 for row in rows for seed in study.seeds
+                 if "dev" in counts.get((row, seed), {})
+                 and "dev" in counts.get((study.reference(row), seed), {})]
+        total = len(rows) * len(study.seeds)
+        cells = ["n/a", "n/a"]
+        decision = f"pending ({len(pairs)} of {total} pairs)"
+        if pairs:
+            b = bootstrap_mean_difference(pairs, samples=samples)
+            cells = [f"{b['value']:+.2f}", f"[{b['low']:+.2f}, {b['high']:+.2f}]"]
+            if len(pairs) == total:
+                decision = "adopt" if b["low"] > 0 else "not adopted"
+        lines.append(f"| {lever} | {', '.join(rows)} | {len(pairs)} | " + " | ".join(cells)
+                     + f" | {decision} |")
+    return lines
 
 
 def main(argv=None) -> int:

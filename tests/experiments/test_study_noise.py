@@ -55,3 +55,54 @@ def test_noise_table_of_a_study(noise_mod, tmp_path):
     assert "no_kd" not in paired                      # not done
     pooled = md_table(md, "| row | vs | seeds |")
     assert pooled["atlop"][1:4] == ["full", "1", paired["atlop"][3]]   # one seed: the same
+
+
+def test_lever_decisions_pool_rows_and_seeds(noise_mod, tmp_path):
+    rows = [{"name": "full", "config": "smoke", "overrides": []},
+            {"name": "atlop", "config": "smoke", "overrides": ["model.baseline=true"]},
+            {"name": "better", "config": "smoke", "overrides": ["objectives.alpha=0.5"]},
+            {"name": "atlop_better", "config": "smoke", "compare_to": "atlop",
+             "overrides": ["model.baseline=true", "objectives.alpha=0.5"]},
+            {"name": "worse", "config": "smoke", "overrides": ["objectives.alpha=0.2"]}]
+    levers = {"better": ["better", "atlop_better"], "worse": ["worse"]}
+    study = noise_mod.study_lib.load_study(write_study(tmp_path, rows=rows, seeds=[66, 67],
+                                                       levers=levers))
+    assert study.levers == (("better", ("better", "atlop_better")), ("worse", ("worse",)))
+    keep = {"full": 2, "atlop": 2, "better": 100, "atlop_better": 100, "worse": 1}
+    for row, k in keep.items():
+        for seed in (66, 67):
+            if row == "atlop_better" and seed == 67:
+                continue                                  # one pair still missing
+            fake_done(study, row, seed, fake_metrics(50.0, seed=seed))
+            folder = study.result_dir(row, seed)
+            write_result(_gold_predictions("re-docred/dev_revised.json", range(450, 460), k),
+                         folder / "result_dev.json.gz")
+            write_result(_gold_predictions("re-docred/test_revised.json", range(0, 4), k),
+                         folder / "result_test.json.gz")
+    decisions = md_table(noise_mod.noise_markdown(study, "cmd", samples=200),
+                         "| lever | rows | pairs |")
+    assert decisions["better"][2] == "3" and decisions["better"][5] == "pending (3 of 4 pairs)"
+    assert float(decisions["better"][3]) > 0
+    assert decisions["worse"][2] == "2" and decisions["worse"][5] == "not adopted"
+    assert float(decisions["worse"][3]) < 0
+    # the missing pair done: the lever is decided
+    fake_done(study, "atlop_better", 67, fake_metrics(50.0, seed=67))
+    folder = study.result_dir("atlop_better", 67)
+    write_result(_gold_predictions("re-docred/dev_revised.json", range(450, 460), 100),
+                 folder / "result_dev.json.gz")
+    write_result(_gold_predictions("re-docred/test_revised.json", range(0, 4), 100),
+                 folder / "result_test.json.gz")
+    decisions = md_table(noise_mod.noise_markdown(study, "cmd", samples=200),
+                         "| lever | rows | pairs |")
+    assert decisions["better"][2] == "4" and decisions["better"][5] == "adopt"
+
+
+@pytest.mark.parametrize("levers,message", [
+    ({"x": ["nope"]}, "levers: x: 'nope' is not a row"),
+    ({"x": ["full"]}, "levers: x: 'full' has no other row to be compared with"),
+    ({"x": []}, "levers: x: expected a non-empty list of row names"),
+    (["full"], "levers: expected a mapping"),
+])
+def test_bad_levers_name_the_field(noise_mod, tmp_path, levers, message):
+    with pytest.raises(noise_mod.study_lib.StudyError, match=message):
+        noise_mod.study_lib.load_study(write_study(tmp_path, levers=levers))
