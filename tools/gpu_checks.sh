@@ -13,7 +13,9 @@
 #   STUDY=experiments/studies/X.yaml (also run that study's runs that are not done, on $DEVICE,
 #   STUDY_ARGS e.g. "--seeds 67 --parallel 6 --max-runs 6"; each run gets cpu_count/parallel
 #   threads). STUDY_SECONDS stops the study after that many seconds (the runs finished by then
-#   are kept; set it so that the call ends before the device's per-call limit).
+#   are kept; set it so that the call ends before the device's per-call limit). The study starts
+#   first, beside the GPU tests; the benchmarks wait for it (their timings need an idle machine),
+#   so a call takes about STUDY_SECONDS + 3-4 minutes of benchmarks.
 # What comes back: the device returns at most 8 files from $OUT, none deeper than two folders, so
 # everything (step logs, benchmark outputs, the study's results folder as results/) is packed
 # into ONE archive, $OUT/gpu_checks.tar.gz, rewritten after every step (a call cut off at its
@@ -32,10 +34,14 @@ export PYG_DOCRE_EMBEDDED_ENCODER=${PYG_DOCRE_EMBEDDED_ENCODER:-$PWD/.device/enc
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYG_DOCRE_TEST_DEVICE=$DEVICE
 
-pack() {  # the staging folder -> $OUT/gpu_checks.tar.gz (atomically) and $OUT/summary.txt
-    tar -czf "$OUT/.gpu_checks.tar.gz.tmp" -C "$STAGE" . && \
-        mv "$OUT/.gpu_checks.tar.gz.tmp" "$OUT/gpu_checks.tar.gz"
-    cp "$STAGE/summary.txt" "$OUT/summary.txt" 2>/dev/null || true
+pack() {  # the staging folder -> $OUT/gpu_checks.tar.gz and $OUT/summary.txt, atomically
+    local tmp
+    tmp=$(mktemp "$OUT/.pack.XXXXXX")      # (the study packs from its own shell too)
+    tar -czf "$tmp" -C "$STAGE" . 2>/dev/null && mv "$tmp" "$OUT/gpu_checks.tar.gz"
+    rm -f "$tmp"
+    [ -f "$STAGE/summary.txt" ] && cp "$STAGE/summary.txt" "$OUT/.summary.tmp" && \
+        mv "$OUT/.summary.tmp" "$OUT/summary.txt"
+    return 0
 }
 
 step() {  # step NAME COMMAND...: run, log, record the exit status, pack
@@ -46,11 +52,36 @@ step() {  # step NAME COMMAND...: run, log, record the exit status, pack
     pack
 }
 
+study() {  # the study's outstanding runs on $DEVICE, then its summary and results folder
+    # shellcheck disable=SC2086  # STUDY_ARGS is a list of arguments
+    if [ -n "${STUDY_SECONDS:-}" ]; then
+        # (timeout signals its whole process group: the training subprocesses stop too)
+        step study timeout "$STUDY_SECONDS" $PY experiments/study.py "$STUDY" --device "$DEVICE" \
+            ${STUDY_ARGS:-}
+    else
+        step study $PY experiments/study.py "$STUDY" --device "$DEVICE" ${STUDY_ARGS:-}
+    fi
+    $PY experiments/study.py "$STUDY" --summary-only > "$STAGE/study_summary.log" 2>&1
+    mkdir -p "$STAGE/results" && cp -r experiments/results/. "$STAGE/results/"
+    pack
+}
+
+# The study (if any) starts first and runs beside the correctness tests; the benchmarks come
+# after it, so that their timings see an otherwise idle machine.
+if [ -n "${STUDY:-}" ]; then
+    study &
+    STUDY_PID=$!
+fi
 if [ "${SKIP_CHECKS:-0}" != 1 ]; then
     step versions $PY -c "import torch, torch_geometric, transformers; print(torch.__version__, \
     torch_geometric.__version__, transformers.__version__, torch.cuda.is_available() and \
     torch.cuda.get_device_name(0))"
     step test_gpu $PY -m pytest -m cuda -q -p no:cacheprovider
+fi
+if [ -n "${STUDY:-}" ]; then
+    wait "$STUDY_PID"
+fi
+if [ "${SKIP_CHECKS:-0}" != 1 ]; then
     if [ "${QUICK:-0}" = 1 ]; then
         step throughput $PY benchmarks/throughput.py --device "$DEVICE" --quick \
             --out "$STAGE/throughput"
@@ -64,17 +95,4 @@ if [ "${SKIP_CHECKS:-0}" != 1 ]; then
         step sparse_vs_dense $PY benchmarks/sparse_vs_dense.py --device "$DEVICE" --ks 16,64,256 \
             --hidden 768 --out "$STAGE/sparse_vs_dense"
     fi
-fi
-if [ -n "${STUDY:-}" ]; then
-    # shellcheck disable=SC2086  # STUDY_ARGS is a list of arguments
-    if [ -n "${STUDY_SECONDS:-}" ]; then
-        step study timeout "$STUDY_SECONDS" $PY experiments/study.py "$STUDY" --device "$DEVICE" \
-            ${STUDY_ARGS:-}
-        # (timeout signals its whole process group: the training subprocesses stop too)
-        $PY experiments/study.py "$STUDY" --summary-only > "$STAGE/study_summary.log" 2>&1
-    else
-        step study $PY experiments/study.py "$STUDY" --device "$DEVICE" ${STUDY_ARGS:-}
-    fi
-    mkdir -p "$STAGE/results" && cp -r experiments/results/. "$STAGE/results/"
-    pack
 fi
