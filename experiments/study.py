@@ -372,7 +372,10 @@ def equivalent_result(study: Study, row: str, seed: int, device: Optional[str] =
     none."""
     wanted = _wanted_config(study, row, seed)
     device_type = _device_type(device or wanted.training.device)
-    for folder in sorted(study.output.parent.glob(f"*/*/{seed}")):
+    # runs made in their own study first, copies reused by another study after them
+    candidates = sorted(study.output.parent.glob(f"*/*/{seed}"),
+                        key=lambda folder: ((folder / REUSED_NOTE).is_file(), str(folder)))
+    for folder in candidates:
         if folder.parent.parent == study.output or not folder.is_dir():
             continue
         if not all((folder / name).is_file() for name in DONE_FILES):
@@ -898,10 +901,13 @@ def main(argv: Optional[list[str]] = None, *, base_dir: str | os.PathLike = ROOT
         if not args.summary_only and not args.no_reuse:
             reuse_equivalent_runs(study, plan_runs(study, args.rows, args.seeds), args.device,
                                   say=say)
-        plan = plan_runs(study, args.rows, args.seeds)[:args.max_runs]
+        to_do = plan_runs(study, args.rows, args.seeds)
+        plan = to_do[:args.max_runs]
         if args.summary_only or not plan:
-            if not plan:
+            if not to_do:
                 say(f"{study.path}: nothing to run")
+            elif not args.summary_only:
+                say(f"{study.path}: {len(to_do)} run(s) to do, none started (--max-runs 0)")
             write_summary(study, command, say=say)
             say(f"summary: {study.summary_path('.md')}")
             return 0

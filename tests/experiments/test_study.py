@@ -442,7 +442,7 @@ def _sibling_study(tmp_path, name, rows, seeds=(66,)):
 def test_a_run_done_by_another_study_is_reused_not_rerun(study_mod, tmp_path, capsys):
     full = {"name": "full", "config": "smoke", "overrides": []}
     atlop = {"name": "atlop", "config": "smoke", "overrides": ["model.baseline=true"]}
-    levers = study_mod.load_study(_sibling_study(tmp_path, "levers", [full, atlop]))
+    levers = study_mod.load_study(_sibling_study(tmp_path, "source", [full, atlop]))  # sorts after "main"
     fake_done(levers, "full", 66, fake_metrics(55.0, device="cpu"))
     fake_done(levers, "atlop", 66, fake_metrics(53.0, device="cuda:0"))   # on another device
     # the main study names its rows differently; what counts is the config and the seed
@@ -472,6 +472,10 @@ def test_a_run_done_by_another_study_is_reused_not_rerun(study_mod, tmp_path, ca
     assert study_mod.plan_runs(study) == [("atlop", 66), ("no_kd", 66)]
     # the reused results are this study's own from now on (its summary, --verify, stale checks)
     assert study_mod.stale_keys(study, "full_model", 66) == []
+
+    # a third study takes the original run, not the copy the main study reused
+    third = study_mod.load_study(_sibling_study(tmp_path, "third", [full]))
+    assert study_mod.equivalent_result(third, "full", 66, "cpu") == levers.result_dir("full", 66)
 
     # --no-reuse runs everything here
     other = study_mod.load_study(_sibling_study(tmp_path, "other", [full]))
