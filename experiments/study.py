@@ -36,7 +36,8 @@ protocol's ``full`` and ``atlop`` rows are in the lever, precision and main stud
 ``--summary-only`` collects the complete runs and rewrites the summary without starting any.
 ``--verify`` rescores every stored ``result_dev.json.gz`` / ``result_test.json.gz`` with the
 official scorer against the data of the run's own ``config.yaml`` and checks that
-``metrics.json`` holds the same numbers (to 1e-6, percent); a mismatch names the file and the field, exit status 1.
+``metrics.json`` holds the same numbers (to 1e-6, percent); a mismatch names the file and the
+field, exit status 1.
 A bad study file or option: one line naming the file and the field, exit status 2.
 """
 from __future__ import annotations
