@@ -100,6 +100,11 @@ class Row:
     packaged: bool              # config is the name of a packaged config
     compare_to: Optional[str] = None    # the row its paired gaps are taken to (default: full)
 
+    @property
+    def reference(self) -> str:
+        """The row that this row's paired gaps are taken to: ``compare_to``, else ``full``."""
+        return self.compare_to or "full"
+
 
 @dataclass(frozen=True)
 class Study:
@@ -114,7 +119,7 @@ class Study:
 
     def reference(self, row: str) -> str:
         """The row that ``row``'s paired gaps are taken to: its ``compare_to``, else ``full``."""
-        return self.row(row).compare_to or "full"
+        return self.row(row).reference
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -256,7 +261,7 @@ def load_study(path: str | os.PathLike, *, base_dir: str | os.PathLike = ROOT,
             raise StudyError(f"{path}: rows[{i}] ({r.name}): compare_to: {r.compare_to!r} is not "
                              f"a row (rows: {', '.join(names)})")
     levers = _check_levers(path, values.get("levers"),
-                           {r.name: r.compare_to or "full" for r in rows})
+                           {r.name: r.reference for r in rows})
     return Study(path, protocol, tuple(seeds), folders["output"], folders["runs_dir"],
                  tuple(rows), base_dir, levers)
 

@@ -34,9 +34,21 @@ export PYG_DOCRE_EMBEDDED_ENCODER=${PYG_DOCRE_EMBEDDED_ENCODER:-$PWD/.device/enc
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYG_DOCRE_TEST_DEVICE=$DEVICE
 
+LOCK=$(mktemp)   # outside $OUT (everything there comes back) and outside the archive
+trap 'rm -rf "$STAGE" "$LOCK"' EXIT    # (the last pack has copied everything to $OUT)
+
 pack() {  # the staging folder -> $OUT/gpu_checks.tar.gz and $OUT/summary.txt, atomically
+    # The study packs from its own shell too: one pack at a time (flock, where the image has it),
+    # or tar could see a log change under it and skip that update.
+    (
+        command -v flock > /dev/null && flock 9
+        _pack
+    ) 9> "$LOCK"
+}
+
+_pack() {
     local tmp
-    tmp=$(mktemp "$OUT/.pack.XXXXXX")      # (the study packs from its own shell too)
+    tmp=$(mktemp "$OUT/.pack.XXXXXX")
     tar -czf "$tmp" -C "$STAGE" . 2>/dev/null && mv "$tmp" "$OUT/gpu_checks.tar.gz"
     rm -f "$tmp"
     [ -f "$STAGE/summary.txt" ] && cp "$STAGE/summary.txt" "$OUT/.summary.tmp" && \
