@@ -10,7 +10,7 @@ PREPARE_FROM := $(if $(wildcard $(SHARED_DATA)),--from $(SHARED_DATA),)
 DEMO_CONFIG ?= redocred_minilm_cpu.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install data test test-slow test-gpu demo clean-cache
+.PHONY: install data test test-slow test-gpu test-device-image demo clean-cache
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ test-slow: install data
 # The CUDA paths (tests/cuda and every test marked cuda); each is skipped without a GPU.
 test-gpu: install data
 	$(BIN)/python -m pytest -m cuda $(PYTEST_ARGS)
+
+# The suite on this CPU under the GPU image's versions (torch 2.11, PyG 2.8.0, transformers 5.17),
+# before device time is spent (tools/device_image_tests.sh; its own venv, about 5 GB).
+test-device-image: install data
+	HOST_PYTHON=$(BIN)/python bash tools/device_image_tests.sh $(PYTEST_ARGS)
 
 # --resume: a second `make demo` continues an interrupted run, or reports the finished one.
 demo: install data

@@ -209,6 +209,7 @@ def test_evaluate_rounds_to_four_decimals(smoke_run, redocred_test_path, capsys,
 
 def test_pr_curve_from_rich_predictions(checkpoint, docs, redocred_test_path, tmp_path, capsys):
     pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")          # (installed by pyg_docre; absent from the GPU image)
     input_path = tmp_path / "docs.json"
     input_path.write_text(json.dumps(docs))
     rich = tmp_path / "rich.json"

