@@ -5,6 +5,8 @@
 # Prepare here (once), then carry the git-ignored folders with the checkout:
 #   python tools/device_encoder.py .device/encoder           # float16 copy of MiniLM-L6 (45 MB)
 #   make data                                                # datasets/re-docred, datasets/docred-meta
+#   make test-device-image     # the suite here under the image's versions (torch 2.11, PyG 2.8.0,
+#                              # transformers 5.17); a dry run: OUT=/tmp/g DEVICE=cpu QUICK=1 ...
 # Run (repository root):  OUT=/out bash tools/gpu_checks.sh
 #   carry: .device/encoder, datasets/re-docred, datasets/docred-meta
 #   (what travels, checkout included, must stay under 64 MiB: about 55 MiB today)
