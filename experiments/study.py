@@ -65,15 +65,18 @@ if str(ROOT) not in sys.path:
 from pyg_docre.config import ConfigError, load_config, yaml_load  # noqa: E402
 from pyg_docre.io import atomic_write, atomic_write_text  # noqa: E402
 
-__all__ = ["StudyError", "Row", "Study", "load_study", "plan_runs", "train_command",
+__all__ = ["StudyError", "Row", "NonInferiority", "Study", "load_study", "plan_runs", "train_command",
            "collect_run", "equivalent_result", "reuse_equivalent_runs", "build_summary",
            "summary_markdown", "gap_table", "write_summary", "result_file", "rescore_run",
            "verify_run", "verify_study", "run_study", "main"]
 
 STUDY_KEYS = ("protocol", "seeds", "output", "runs_dir", "rows")
 #: Optional: ``levers``, {lever: [rows]}: the rows whose paired dev gains over their references
-#: decide the lever together (study_noise.py's decision table).
-OPTIONAL_STUDY_KEYS = ("levers",)
+#: decide the lever together (study_noise.py's decision table); ``non_inferiority``,
+#: {setting: {rows: [rows], split: dev|test, margin: points}}: a setting adopted only if it costs
+#: no F1 (study_noise.py's non-inferiority table).
+OPTIONAL_STUDY_KEYS = ("levers", "non_inferiority")
+NON_INFERIORITY_KEYS = ("rows", "split", "margin")
 ROW_KEYS = ("name", "config", "overrides", "compare_to")
 #: A (row, seed) is done when its results folder holds these.
 DONE_FILES = ("metrics.json", "result_dev.json.gz", "result_test.json.gz")
@@ -107,6 +110,17 @@ class Row:
 
 
 @dataclass(frozen=True)
+class NonInferiority:
+    """A setting (e.g. bf16) adopted only if each of its ``rows`` keeps F1: the mean paired
+    ``split`` F1 difference to the row's reference over all seeds is above ``-margin`` and the
+    document-bootstrap 95% interval of that mean reaches 0."""
+    setting: str
+    rows: tuple[str, ...]
+    split: str
+    margin: float
+
+
+@dataclass(frozen=True)
 class Study:
     path: Path
     protocol: str
@@ -116,6 +130,7 @@ class Study:
     rows: tuple[Row, ...]
     base_dir: Path              # where data paths and relative study paths resolve
     levers: tuple[tuple[str, tuple[str, ...]], ...] = ()    # (lever, its rows)
+    non_inferiority: tuple[NonInferiority, ...] = ()
 
     def reference(self, row: str) -> str:
         """The row that ``row``'s paired gaps are taken to: its ``compare_to``, else ``full``."""
@@ -260,33 +275,61 @@ def load_study(path: str | os.PathLike, *, base_dir: str | os.PathLike = ROOT,
         if r.compare_to is not None and r.compare_to not in names:
             raise StudyError(f"{path}: rows[{i}] ({r.name}): compare_to: {r.compare_to!r} is not "
                              f"a row (rows: {', '.join(names)})")
-    levers = _check_levers(path, values.get("levers"),
-                           {r.name: r.reference for r in rows})
+    references = {r.name: r.reference for r in rows}
+    levers = _check_levers(path, values.get("levers"), references)
+    non_inferiority = _check_non_inferiority(path, values.get("non_inferiority"), references)
     return Study(path, protocol, tuple(seeds), folders["output"], folders["runs_dir"],
-                 tuple(rows), base_dir, levers)
+                 tuple(rows), base_dir, levers, non_inferiority)
+
+
+def _check_compared_rows(where: str, rows: Any, references: dict[str, str]) -> tuple[str, ...]:
+    """A non-empty list of rows, each with another row (``references``) to be compared with."""
+    names = list(references)
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, str) for r in rows):
+        raise StudyError(f"{where}: expected a non-empty list of row names, got {rows!r}")
+    for row in rows:
+        if row not in names:
+            raise StudyError(f"{where}: {row!r} is not a row (rows: {', '.join(names)})")
+        if references[row] == row or references[row] not in names:
+            raise StudyError(f"{where}: {row!r} has no other row to be compared with "
+                             f"(compare_to, or a row named 'full')")
+    return tuple(rows)
 
 
 def _check_levers(path: Path, levers: Any, references: dict[str, str]
                   ) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """``levers: {lever: [row, ...]}``: each row must be a row with a reference row (its
     ``compare_to`` or ``full``, ``references``) to be compared with."""
-    names = list(references)
     if levers is None:
         return ()
     if not isinstance(levers, dict) or not levers:
         raise StudyError(f"{path}: levers: expected a mapping {{lever: [rows]}}, got {levers!r}")
+    return tuple((str(lever), _check_compared_rows(f"{path}: levers: {lever}", rows, references))
+                 for lever, rows in levers.items())
+
+
+def _check_non_inferiority(path: Path, settings: Any, references: dict[str, str]
+                           ) -> tuple[NonInferiority, ...]:
+    """``non_inferiority: {setting: {rows: [row, ...], split: dev|test, margin: points}}``."""
+    if settings is None:
+        return ()
+    if not isinstance(settings, dict) or not settings:
+        raise StudyError(f"{path}: non_inferiority: expected a mapping {{setting: {{rows, split, "
+                         f"margin}}}}, got {settings!r}")
     checked = []
-    for lever, rows in levers.items():
-        where = f"{path}: levers: {lever}"
-        if not isinstance(rows, list) or not rows or not all(isinstance(r, str) for r in rows):
-            raise StudyError(f"{where}: expected a non-empty list of row names, got {rows!r}")
-        for row in rows:
-            if row not in names:
-                raise StudyError(f"{where}: {row!r} is not a row (rows: {', '.join(names)})")
-            if references[row] == row or references[row] not in names:
-                raise StudyError(f"{where}: {row!r} has no other row to be compared with "
-                                 f"(compare_to, or a row named 'full')")
-        checked.append((str(lever), tuple(rows)))
+    for setting, spec in settings.items():
+        where = f"{path}: non_inferiority: {setting}"
+        if not isinstance(spec, dict) or set(spec) != set(NON_INFERIORITY_KEYS):
+            raise StudyError(f"{where}: expected exactly the keys "
+                             f"{', '.join(NON_INFERIORITY_KEYS)}, got {spec!r}")
+        rows = _check_compared_rows(f"{where}: rows", spec["rows"], references)
+        if spec["split"] not in ("dev", "test"):
+            raise StudyError(f"{where}: split: expected dev or test, got {spec['split']!r}")
+        margin = spec["margin"]
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+            raise StudyError(f"{where}: margin: expected a number of F1 points >= 0, got "
+                             f"{margin!r}")
+        checked.append(NonInferiority(str(setting), rows, spec["split"], float(margin)))
     return tuple(checked)
 
 

@@ -95,6 +95,7 @@ def noise_markdown(study, command: str, samples: int = 2000) -> str:
             cells += [f"{b['value']:+.2f}", f"[{b['low']:+.2f}, {b['high']:+.2f}]"]
         lines.append(f"| {r.name} | {ref} | {len(seeds)} | " + " | ".join(cells) + " |")
     lines += lever_decisions(study, counts, samples)
+    lines += non_inferiority_decisions(study, counts, samples)
     return "\n".join(lines) + "\n"
 
 
@@ -127,6 +128,47 @@ def lever_decisions(study, counts: dict, samples: int) -> list[str]:
                 decision = "adopt" if b["low"] > 0 else "not adopted"
         lines.append(f"| {lever} | {', '.join(rows)} | {len(pairs)} | " + " | ".join(cells)
                      + f" | {decision} |")
+    return lines
+
+
+def non_inferiority_decisions(study, counts: dict, samples: int) -> list[str]:
+    """The study's ``non_inferiority`` settings judged by their rule (fixed in the study file
+    before the runs were read): a setting is adopted when, for EACH of its rows, the mean paired
+    F1 difference to the row's reference over all seeds (on the setting's split) is above
+    ``-margin`` and its document-bootstrap 95% interval reaches 0 (upper end >= 0). It is decided
+    only when every seed of every row and reference is done."""
+    if not study.non_inferiority:
+        return []
+    lines = ["", "Non-inferiority decisions (the rule: adopt a setting when for every one of its "
+             "rows the mean paired difference over all seeds is above -margin and its 95% "
+             "interval reaches 0; decided once every seed of every row is done):", "",
+             "| setting | row | vs | split | seeds | mean diff | 95% | margin | row holds | "
+             "decision |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for spec in study.non_inferiority:
+        verdicts, rows = [], []
+        for row in spec.rows:
+            ref = study.reference(row)
+            pairs = [(counts[row, seed][spec.split], counts[ref, seed][spec.split])
+                     for seed in study.seeds
+                     if spec.split in counts.get((row, seed), {})
+                     and spec.split in counts.get((ref, seed), {})]
+            cells, holds = ["n/a", "n/a"], f"pending ({len(pairs)} of {len(study.seeds)} seeds)"
+            if pairs:
+                b = bootstrap_mean_difference(pairs, samples=samples)
+                cells = [f"{b['value']:+.2f}", f"[{b['low']:+.2f}, {b['high']:+.2f}]"]
+                if len(pairs) == len(study.seeds):
+                    holds = "yes" if b["value"] > -spec.margin and b["high"] >= 0 else "no"
+            verdicts.append(holds)
+            rows.append([row, ref, spec.split, str(len(pairs)), *cells, f"{spec.margin:g}",
+                         holds])
+        if all(v == "yes" for v in verdicts):
+            decision = "adopt"
+        elif "no" in verdicts:
+            decision = "not adopted"
+        else:
+            decision = "pending"
+        for cells in rows:
+            lines.append(f"| {spec.setting} | " + " | ".join(cells) + f" | {decision} |")
     return lines
 
 

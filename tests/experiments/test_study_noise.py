@@ -106,3 +106,65 @@ def test_lever_decisions_pool_rows_and_seeds(noise_mod, tmp_path):
 def test_bad_levers_name_the_field(noise_mod, tmp_path, levers, message):
     with pytest.raises(noise_mod.study_lib.StudyError, match=message):
         noise_mod.study_lib.load_study(write_study(tmp_path, levers=levers))
+
+
+def _fake_run(study, row, seed, keep):
+    fake_done(study, row, seed, fake_metrics(50.0, seed=seed))
+    folder = study.result_dir(row, seed)
+    write_result(_gold_predictions("re-docred/dev_revised.json", range(450, 460), keep),
+                 folder / "result_dev.json.gz")
+    write_result(_gold_predictions("re-docred/test_revised.json", range(0, 6), keep),
+                 folder / "result_test.json.gz")
+
+
+def test_non_inferiority_needs_every_row_to_hold(noise_mod, tmp_path):
+    rows = [{"name": "full", "config": "smoke", "overrides": []},
+            {"name": "full_fast", "config": "smoke", "overrides": ["objectives.alpha=0.5"]},
+            {"name": "atlop", "config": "smoke", "overrides": ["model.baseline=true"]},
+            {"name": "atlop_fast", "config": "smoke", "compare_to": "atlop",
+             "overrides": ["model.baseline=true", "objectives.alpha=0.5"]}]
+    spec = {"fast": {"rows": ["full_fast", "atlop_fast"], "split": "test", "margin": 0.5}}
+    study = noise_mod.study_lib.load_study(write_study(tmp_path, rows=rows, seeds=[66, 67],
+                                                       non_inferiority=spec))
+    assert study.non_inferiority == (noise_mod.study_lib.NonInferiority(
+        "fast", ("full_fast", "atlop_fast"), "test", 0.5),)
+    keep = {"full": 2, "full_fast": 2, "atlop": 100, "atlop_fast": 1}    # atlop_fast loses F1
+    for row, k in keep.items():
+        for seed in (66, 67):
+            if not (row == "full_fast" and seed == 67):
+                _fake_run(study, row, seed, k)
+
+    def table():
+        md = noise_mod.noise_markdown(study, "cmd", samples=200)
+        lines = md[md.index("| setting | row |"):].splitlines()[2:]
+        return {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[3:-1]]
+                for line in lines if line.startswith("| fast |")}
+
+    decided = table()
+    assert decided["full_fast"][2:4] == ["1", "+0.00"]
+    assert decided["full_fast"][6] == "pending (1 of 2 seeds)"
+    assert float(decided["atlop_fast"][3]) < -0.5 and decided["atlop_fast"][6] == "no"
+    assert {cells[7] for cells in decided.values()} == {"not adopted"}    # one row fails: final
+    # the same study where the setting costs nothing: adopted once every seed is done
+    for seed in (66, 67):
+        _fake_run(study, "atlop_fast", seed, 100)
+    assert {cells[7] for cells in table().values()} == {"pending"}
+    _fake_run(study, "full_fast", 67, 2)
+    decided = table()
+    assert [decided[r][6] for r in ("full_fast", "atlop_fast")] == ["yes", "yes"]
+    assert {cells[7] for cells in decided.values()} == {"adopt"}
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"x": {"rows": ["nope"], "split": "test", "margin": 0.5}},
+     "non_inferiority: x: rows: 'nope' is not a row"),
+    ({"x": {"rows": ["atlop"], "split": "train", "margin": 0.5}},
+     "non_inferiority: x: split: expected dev or test"),
+    ({"x": {"rows": ["atlop"], "split": "test", "margin": -1}},
+     "non_inferiority: x: margin: expected a number"),
+    ({"x": {"rows": ["atlop"], "split": "test"}}, "non_inferiority: x: expected exactly the keys"),
+    (["atlop"], "non_inferiority: expected a mapping"),
+])
+def test_bad_non_inferiority_names_the_field(noise_mod, tmp_path, spec, message):
+    with pytest.raises(noise_mod.study_lib.StudyError, match=message):
+        noise_mod.study_lib.load_study(write_study(tmp_path, non_inferiority=spec))
