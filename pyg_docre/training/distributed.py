@@ -99,10 +99,17 @@ def setup(device: torch.device) -> tuple[DistributedContext, torch.device]:
     return ctx, device
 
 
-def teardown() -> None:
-    """Leave the process group that :func:`setup` created (a no-op otherwise)."""
+def teardown(synchronize: bool = True) -> None:
+    """Leave the process group that :func:`setup` created (a no-op otherwise).
+
+    With ``synchronize`` (a normal end), every process waits at a barrier first: a process that
+    destroys the group while another still uses it can leave that one hanging in its own
+    ``destroy_process_group`` (seen with gloo: rank 0 still saving its outputs). After an error,
+    ``synchronize=False``: the other processes may never arrive (torchrun stops them)."""
     global _GROUP_OWNED
     if _GROUP_OWNED and dist.is_available() and dist.is_initialized():
+        if synchronize and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
     _GROUP_OWNED = False
 

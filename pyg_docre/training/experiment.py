@@ -112,10 +112,13 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, *,
     validate_runtime(config, base_dir)
     ctx, device = distributed.setup(resolve_device(config.training.device))
     try:
-        return _run_in_folder(config, output_dir, base_dir, command, resume, overwrite, ctx,
-                              device)
-    finally:
-        distributed.teardown()
+        metrics = _run_in_folder(config, output_dir, base_dir, command, resume, overwrite, ctx,
+                                 device)
+    except BaseException:
+        distributed.teardown(synchronize=False)     # the other processes may never arrive
+        raise
+    distributed.teardown()
+    return metrics
 
 
 def _run_in_folder(config: ExperimentConfig, output_dir: Path, base_dir: Path,
