@@ -33,6 +33,13 @@ def run_counts(study, row: str, seed: int, cache: dict) -> dict:
             for split_name, gold, result in splits}
 
 
+def paired_counts(study, counts: dict, row: str, split: str) -> list:
+    """[(row's counts, its reference's counts)] on ``split``, for every seed both have done."""
+    ref = study.reference(row)
+    return [(counts[row, seed][split], counts[ref, seed][split]) for seed in study.seeds
+            if split in counts.get((row, seed), {}) and split in counts.get((ref, seed), {})]
+
+
 def noise_markdown(study, command: str, samples: int = 2000) -> str:
     cache, counts = {}, {}
     for r in study.rows:
@@ -86,8 +93,7 @@ def noise_markdown(study, command: str, samples: int = 2000) -> str:
             continue
         cells = []
         for split in SPLITS:
-            pairs = [(counts[r.name, s][split], counts[ref, s][split]) for s in seeds
-                     if split in counts[r.name, s] and split in counts[ref, s]]
+            pairs = paired_counts(study, counts, r.name, split)
             if not pairs:
                 cells += ["n/a", "n/a"]
                 continue
@@ -114,10 +120,7 @@ def lever_decisions(study, counts: dict, samples: int) -> list[str]:
              "| lever | rows | pairs | dev mean gain | dev 95% | decision |",
              "|---|---|---|---|---|---|"]
     for lever, rows in study.levers:
-        pairs = [(counts[row, seed]["dev"], counts[study.reference(row), seed]["dev"])
-                 for row in rows for seed in study.seeds
-                 if "dev" in counts.get((row, seed), {})
-                 and "dev" in counts.get((study.reference(row), seed), {})]
+        pairs = [pair for row in rows for pair in paired_counts(study, counts, row, "dev")]
         total = len(rows) * len(study.seeds)
         cells = ["n/a", "n/a"]
         decision = f"pending ({len(pairs)} of {total} pairs)"
@@ -148,10 +151,7 @@ def non_inferiority_decisions(study, counts: dict, samples: int) -> list[str]:
         verdicts, rows = [], []
         for row in spec.rows:
             ref = study.reference(row)
-            pairs = [(counts[row, seed][spec.split], counts[ref, seed][spec.split])
-                     for seed in study.seeds
-                     if spec.split in counts.get((row, seed), {})
-                     and spec.split in counts.get((ref, seed), {})]
+            pairs = paired_counts(study, counts, row, spec.split)
             cells, holds = ["n/a", "n/a"], f"pending ({len(pairs)} of {len(study.seeds)} seeds)"
             if pairs:
                 b = bootstrap_mean_difference(pairs, samples=samples)

@@ -442,7 +442,8 @@ def _sibling_study(tmp_path, name, rows, seeds=(66,)):
 def test_a_run_done_by_another_study_is_reused_not_rerun(study_mod, tmp_path, capsys):
     full = {"name": "full", "config": "smoke", "overrides": []}
     atlop = {"name": "atlop", "config": "smoke", "overrides": ["model.baseline=true"]}
-    levers = study_mod.load_study(_sibling_study(tmp_path, "source", [full, atlop]))  # sorts after "main"
+    # (named "source": it sorts after "main", so the reuse order is tested, not the names)
+    levers = study_mod.load_study(_sibling_study(tmp_path, "source", [full, atlop]))
     fake_done(levers, "full", 66, fake_metrics(55.0, device="cpu"))
     fake_done(levers, "atlop", 66, fake_metrics(53.0, device="cuda:0"))   # on another device
     # the main study names its rows differently; what counts is the config and the seed

@@ -33,6 +33,17 @@ def _gold_predictions(path, docs, keep):
             for i in docs for lab in gold[i]["labels"][:keep]]
 
 
+def _fake_run(study, row, seed, keep):
+    """A done (row, seed) whose predictions are the first ``keep`` gold facts of each document
+    (dev: 10 documents, test: 4)."""
+    fake_done(study, row, seed, fake_metrics(50.0, seed=seed))
+    folder = study.result_dir(row, seed)
+    write_result(_gold_predictions("re-docred/dev_revised.json", range(450, 460), keep),
+                 folder / "result_dev.json.gz")
+    write_result(_gold_predictions("re-docred/test_revised.json", range(0, 4), keep),
+                 folder / "result_test.json.gz")
+
+
 def test_noise_table_of_a_study(noise_mod, tmp_path):
     study = noise_mod.study_lib.load_study(write_study(tmp_path, seeds=[66]))
     for row, keep in (("full", 100), ("atlop", 1)):
@@ -73,12 +84,7 @@ def test_lever_decisions_pool_rows_and_seeds(noise_mod, tmp_path):
         for seed in (66, 67):
             if row == "atlop_better" and seed == 67:
                 continue                                  # one pair still missing
-            fake_done(study, row, seed, fake_metrics(50.0, seed=seed))
-            folder = study.result_dir(row, seed)
-            write_result(_gold_predictions("re-docred/dev_revised.json", range(450, 460), k),
-                         folder / "result_dev.json.gz")
-            write_result(_gold_predictions("re-docred/test_revised.json", range(0, 4), k),
-                         folder / "result_test.json.gz")
+            _fake_run(study, row, seed, k)
     decisions = md_table(noise_mod.noise_markdown(study, "cmd", samples=200),
                          "| lever | rows | pairs |")
     assert decisions["better"][2] == "3" and decisions["better"][5] == "pending (3 of 4 pairs)"
@@ -86,12 +92,7 @@ def test_lever_decisions_pool_rows_and_seeds(noise_mod, tmp_path):
     assert decisions["worse"][2] == "2" and decisions["worse"][5] == "not adopted"
     assert float(decisions["worse"][3]) < 0
     # the missing pair done: the lever is decided
-    fake_done(study, "atlop_better", 67, fake_metrics(50.0, seed=67))
-    folder = study.result_dir("atlop_better", 67)
-    write_result(_gold_predictions("re-docred/dev_revised.json", range(450, 460), 100),
-                 folder / "result_dev.json.gz")
-    write_result(_gold_predictions("re-docred/test_revised.json", range(0, 4), 100),
-                 folder / "result_test.json.gz")
+    _fake_run(study, "atlop_better", 67, 100)
     decisions = md_table(noise_mod.noise_markdown(study, "cmd", samples=200),
                          "| lever | rows | pairs |")
     assert decisions["better"][2] == "4" and decisions["better"][5] == "adopt"
@@ -106,15 +107,6 @@ def test_lever_decisions_pool_rows_and_seeds(noise_mod, tmp_path):
 def test_bad_levers_name_the_field(noise_mod, tmp_path, levers, message):
     with pytest.raises(noise_mod.study_lib.StudyError, match=message):
         noise_mod.study_lib.load_study(write_study(tmp_path, levers=levers))
-
-
-def _fake_run(study, row, seed, keep):
-    fake_done(study, row, seed, fake_metrics(50.0, seed=seed))
-    folder = study.result_dir(row, seed)
-    write_result(_gold_predictions("re-docred/dev_revised.json", range(450, 460), keep),
-                 folder / "result_dev.json.gz")
-    write_result(_gold_predictions("re-docred/test_revised.json", range(0, 6), keep),
-                 folder / "result_test.json.gz")
 
 
 def test_non_inferiority_needs_every_row_to_hold(noise_mod, tmp_path):
