@@ -4,7 +4,8 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from pyg_docre.nn.encoder import (WindowedEncoder, count_special_tokens,  # noqa: E402
-                                  default_max_length, plan_windows, position_limit)
+                                  default_max_length, plan_forward_batches, plan_windows,
+                                  position_limit)
 from pyg_docre.pretrained import EMBEDDED_ENCODER, resolve_pretrained  # noqa: E402
 
 try:    # the package's model folder, or the copy in $PYG_DOCRE_EMBEDDED_ENCODER (GPU machine)
@@ -135,8 +136,10 @@ def test_explicit_rows_equal_eager_attention_maps(model, tokenizer, doc, max_len
                          torch.tensor([0, ids.numel() - 1])])
     with torch.no_grad():
         ref = WindowedEncoder(model, max_length=max_length, max_windows_per_forward=3,
-                              attention_rows="eager")(ids, ptr, query_index=queries)
-        enc = WindowedEncoder(sdpa, max_length=max_length, max_windows_per_forward=3)
+                              max_padding=None, attention_rows="eager")(ids, ptr,
+                                                                         query_index=queries)
+        enc = WindowedEncoder(sdpa, max_length=max_length, max_windows_per_forward=3,
+                              max_padding=None)
         assert enc.attention_rows == "explicit"
         out = enc(ids, ptr, query_index=queries)
     assert (out.num_windows > 1).any() == (max_length == 64)
@@ -276,7 +279,8 @@ def test_batch_equals_documents_alone(model, tokenizer, doc):
              torch.tensor([], dtype=torch.long)]
     queries = torch.cat([q + ptr[b] for b, q in enumerate(local)])
     queries = queries[torch.randperm(queries.numel(), generator=torch.Generator().manual_seed(0))]
-    enc = WindowedEncoder(model, max_length=48, overlap=12, layers=(2,), max_windows_per_forward=4)
+    enc = WindowedEncoder(model, max_length=48, overlap=12, layers=(2,), max_windows_per_forward=4,
+                          max_padding=None)
     with torch.no_grad():
         out = enc(ids, ptr, query_index=queries)
         assert out.num_windows.tolist()[1] == out.num_windows.tolist()[3] == 1
@@ -304,6 +308,90 @@ def test_batch_equals_documents_alone(model, tokenizer, doc):
     assert torch.allclose(out.hidden, all_at_once.hidden, atol=1e-5)
     for a, b in zip(out.query_attention, all_at_once.query_attention):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_plan_forward_batches():
+    lengths = [10, 30, 20, 30, 25]
+    assert plan_forward_batches(lengths) == [[1, 3, 4, 2, 0]]      # longest first, ties in order
+    assert plan_forward_batches(lengths, max_windows=2) == [[1, 3], [4, 2], [0]]
+    assert plan_forward_batches(lengths, max_padding=0.0) == [[1, 3], [4], [2], [0]]
+    # padding of a call: (k * n_max - sum) / (k * n_max); 30, 30, 25, 20 -> 15 / 120 = 0.125,
+    # then 10 -> 35 / 150 = 0.233; a new call 20, 10 -> 10 / 40 = 0.25
+    assert plan_forward_batches(lengths, max_padding=0.125) == [[1, 3, 4, 2], [0]]
+    assert plan_forward_batches(lengths, max_padding=0.2) == [[1, 3, 4, 2], [0]]
+    assert plan_forward_batches(lengths, max_padding=0.24) == [[1, 3, 4, 2, 0]]
+    assert plan_forward_batches(lengths, max_windows=3, max_padding=0.0) == [[1, 3], [4], [2],
+                                                                               [0]]
+    assert plan_forward_batches([]) == []
+    for bad in ({"max_windows": 0}, {"max_padding": -0.1}, {"max_padding": 1.5}):
+        with pytest.raises(ValueError):
+            plan_forward_batches(lengths, **bad)
+
+
+def test_max_padding_is_checked(model):
+    with pytest.raises(ValueError, match="max_padding"):
+        WindowedEncoder(model, max_padding=2.0)
+    assert "max_padding='auto'" in repr(WindowedEncoder(model))
+
+
+def _mixed_documents(doc, tokenizer):
+    docs = [doc, doc[:20].clone(), long_document(doc, 150), doc[:7].clone()]
+    docs[1][-1] = docs[3][-1] = doc[-1]                       # end them with [SEP]
+    ids = torch.cat(docs)
+    ptr = torch.tensor([0] + [d.numel() for d in docs]).cumsum(0)
+    queries = torch.cat([stars(docs[0], tokenizer), torch.tensor([19, 3]) + ptr[1],
+                         torch.tensor([0, 75, 151]) + ptr[2]])
+    return ids, ptr, queries
+
+
+# 0.0: every length alone (the 9 full windows together); 0.1: the 20-token document joins the
+# full windows (28 / 480 padding), the 7-token one runs alone
+@pytest.mark.parametrize("max_padding", [0.0, 0.1])
+def test_padding_changes_no_result(model, tokenizer, doc, max_padding):
+    """Windows run alone or in batches of limited padding give the padded batches' states,
+    attention rows and gradients (up to float rounding)."""
+    ids, ptr, queries = _mixed_documents(doc, tokenizer)
+    results = {}
+    for name, padding in (("padded", None), ("lean", max_padding)):
+        enc = WindowedEncoder(model, max_length=48, overlap=12, layers=(2,), max_padding=padding)
+        model.zero_grad(set_to_none=True)
+        out = enc(ids, ptr, query_index=queries)
+        loss = (out.hidden.square().mean() + out.layer_hidden[2].mean()
+                + sum((a * torch.arange(a.size(-1))).sum() for a in out.query_attention))
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results[name] = (out, grads)
+    (padded, padded_grads), (lean, lean_grads) = results["padded"], results["lean"]
+    model.zero_grad(set_to_none=True)
+    assert torch.allclose(lean.hidden, padded.hidden, atol=1e-5)
+    assert torch.allclose(lean.layer_hidden[2], padded.layer_hidden[2], atol=1e-5)
+    for a, b in zip(lean.query_attention, padded.query_attention):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert lean_grads.keys() == padded_grads.keys() and lean_grads
+    for name, grad in padded_grads.items():
+        assert torch.allclose(lean_grads[name], grad, atol=1e-4, rtol=1e-3), name
+
+
+def test_auto_padding_on_cpu_batches_equal_lengths_only(model, tokenizer, doc):
+    ids, ptr, queries = _mixed_documents(doc, tokenizer)
+    calls = []
+    hook = model.register_forward_hook(
+        lambda module, args, kwargs, output: calls.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True)
+    try:
+        with torch.no_grad():
+            for padding in ("auto", None):
+                calls.clear()
+                out = WindowedEncoder(model, max_length=48, overlap=12, max_padding=padding)(
+                    ids, ptr, query_index=queries)
+                windows = out.num_windows.tolist()
+                if padding == "auto":
+                    # the long document's full windows share one call; every other length alone
+                    assert calls == [(windows[0] + windows[2], 48), (1, 20), (1, 7)]
+                else:
+                    assert calls == [(sum(windows), 48)]
+    finally:
+        hook.remove()
 
 
 def test_very_long_document(model, tokenizer, doc):
