@@ -124,6 +124,11 @@ class ModelConfig:
     emb_size: Optional[int] = None
     block_size: int = 64                    # grouped bilinear block size (ATLOP)
     max_length: Optional[int] = None        # encoder window; None = the model's maximum
+    #: The largest share of padding in one encoder call (WindowedEncoder's ``max_padding``):
+    #: None = no limit (every batch of windows padded to its longest, as before this key),
+    #: a float in [0, 1] (0.0: only windows of equal length share a call), or "auto" (0.0 on a
+    #: CPU, no limit on a GPU; the shipped configs). Results differ only by float rounding.
+    encoder_max_padding: Optional[Union[float, str]] = None
     top_k: int = 4                          # at most this many relations per pair
 
     #: Flat keys of configs written before the ``model.gtn`` section -> their key in it. In a
@@ -238,6 +243,12 @@ class ExperimentConfig:
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        padding = self.model.encoder_max_padding
+        if isinstance(padding, str) and padding != "auto" or (
+                not isinstance(padding, str) and padding is not None
+                and not 0.0 <= padding <= 1.0):
+            raise ConfigError(f"model.encoder_max_padding: must be 'auto', null or a number in "
+                              f"[0, 1], got {padding!r}")
         t = self.training
         positive = {"training.epochs": t.epochs,
                     "training.batch_size": t.batch_size,

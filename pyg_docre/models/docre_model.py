@@ -111,7 +111,8 @@ class DocREModel(nn.Module):
             raise ValueError(f"objectives.distill_layers: {bad} outside 1..{num_layers} "
                              f"(layers of {config.encoder})")
         self.distill_layers = distill
-        self.encoder = WindowedEncoder(encoder, max_length=config.max_length, layers=distill)
+        self.encoder = WindowedEncoder(encoder, max_length=config.max_length, layers=distill,
+                                       max_padding=config.encoder_max_padding)
         if config.baseline:
             self.gtn = None
             self.mask_vector = None

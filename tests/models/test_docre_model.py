@@ -132,6 +132,15 @@ def test_save_and_reload_without_pickle(model, batch, tmp_path, tokenizer):
     assert tok("a b").input_ids == tokenizer("a b").input_ids
 
 
+def test_encoder_max_padding_reaches_the_encoder_and_the_saved_config(rel2id, tmp_path,
+                                                                      tokenizer):
+    model = DocREModel(ModelConfig(encoder_max_padding="auto"), rel2id)
+    assert model.encoder.max_padding == "auto"
+    model.save_pretrained(tmp_path, tokenizer=tokenizer)
+    assert DocREModel.from_pretrained(tmp_path).encoder.max_padding == "auto"
+    assert DocREModel(ModelConfig(), rel2id).encoder.max_padding is None   # padded, as before
+
+
 def test_bad_distill_layer_is_a_clear_error(rel2id):
     with pytest.raises(ValueError, match=r"distill_layers: \[7\] outside 1..6"):
         DocREModel(ModelConfig(), rel2id, **ObjectivesConfig(distill_layers=[7]).model_outputs())

@@ -109,6 +109,25 @@ def test_sakd_balance_values_are_checked(key, value, message):
         config_from_dict({**BASE, "objectives": {key: value}})
 
 
+@pytest.mark.parametrize("value", ["fast", 1.5, -0.1])
+def test_encoder_max_padding_is_checked(value):
+    with pytest.raises(ConfigError, match="model.encoder_max_padding: must be 'auto', null or"):
+        config_from_dict({**BASE, "model": {"encoder_max_padding": value}})
+    with pytest.raises(ConfigError, match="model.encoder_max_padding: True has the wrong type"):
+        config_from_dict({**BASE, "model": {"encoder_max_padding": True}})
+
+
+def test_encoder_max_padding_default_keeps_the_runs_made_before_the_key():
+    """A config without the key (every run made before it) means padded batches; the shipped
+    configs ask for 'auto'."""
+    assert config_from_dict(BASE).model.encoder_max_padding is None
+    for path in CONFIG_DIR.glob("*.yaml"):
+        assert load_config(path).model.encoder_max_padding == "auto", path.name
+    for value in (0, 0.25, 1, None, "auto"):
+        config = config_from_dict({**BASE, "model": {"encoder_max_padding": value}})
+        assert config.model.encoder_max_padding == value
+
+
 def test_document_ranges_beyond_the_file_are_errors_not_clamped():
     from pyg_docre.data import parse_doc_range
     with pytest.raises(ValueError, match="99999 is outside 0..6"):
