@@ -80,7 +80,7 @@ def run_point(point: dict) -> dict:
     tokenizer = _common.load_tokenizer()
     doc = long_document(point["tokens"], point["entity_docs"], docs, tokenizer)
     graph = build_hdg(doc, tokenizer, rel2id)
-    model = DocREModel(ModelConfig(), rel2id).eval()
+    model = DocREModel(ModelConfig(encoder_max_padding="auto"), rel2id).eval()   # as shipped
     if point["mode"] == "unchunked":
         classifier.CHUNK_ELEMENTS = float("inf")
         model.classifier.chunk_elements = float("inf")
