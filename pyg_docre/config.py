@@ -244,9 +244,8 @@ class ExperimentConfig:
             if value not in allowed:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
         padding = self.model.encoder_max_padding
-        if isinstance(padding, str) and padding != "auto" or (
-                not isinstance(padding, str) and padding is not None
-                and not 0.0 <= padding <= 1.0):
+        if not (padding is None or padding == "auto"
+                or not isinstance(padding, str) and 0.0 <= padding <= 1.0):
             raise ConfigError(f"model.encoder_max_padding: must be 'auto', null or a number in "
                               f"[0, 1], got {padding!r}")
         t = self.training
