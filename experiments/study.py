@@ -66,9 +66,9 @@ from pyg_docre.config import ConfigError, load_config, yaml_load  # noqa: E402
 from pyg_docre.io import atomic_write, atomic_write_text  # noqa: E402
 
 __all__ = ["StudyError", "Row", "NonInferiority", "Study", "load_study", "plan_runs",
-           "train_command", "collect_run", "equivalent_result", "reuse_equivalent_runs", "build_summary",
-           "summary_markdown", "gap_table", "write_summary", "result_file", "rescore_run",
-           "verify_run", "verify_study", "run_study", "main"]
+           "train_command", "collect_run", "equivalent_result", "reuse_equivalent_runs",
+           "build_summary", "summary_markdown", "gap_table", "write_summary", "result_file",
+           "rescore_run", "verify_run", "verify_study", "run_study", "main"]
 
 STUDY_KEYS = ("protocol", "seeds", "output", "runs_dir", "rows")
 #: Optional: ``levers``, {lever: [rows]}: the rows whose paired dev gains over their references

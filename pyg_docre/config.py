@@ -243,11 +243,12 @@ class ExperimentConfig:
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
-        padding = self.model.encoder_max_padding
-        if not (padding is None or padding == "auto"
-                or not isinstance(padding, str) and 0.0 <= padding <= 1.0):
-            raise ConfigError(f"model.encoder_max_padding: must be 'auto', null or a number in "
-                              f"[0, 1], got {padding!r}")
+        from pyg_docre.nn.encoder import check_max_padding     # the layer's own check
+
+        try:
+            check_max_padding(self.model.encoder_max_padding)
+        except ValueError as err:
+            raise ConfigError(f"model.encoder_max_padding: {err}") from None
         t = self.training
         positive = {"training.epochs": t.epochs,
                     "training.batch_size": t.batch_size,

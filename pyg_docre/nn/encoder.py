@@ -78,6 +78,7 @@ __all__ = [
     "WindowedEncoderOutput",
     "plan_windows",
     "plan_forward_batches",
+    "check_max_padding",
     "default_max_length",
     "position_limit",
     "count_special_tokens",
@@ -161,8 +162,7 @@ def plan_forward_batches(lengths: Sequence[int], max_windows: int | None = None,
     """
     if max_windows is not None and max_windows < 1:
         raise ValueError(f"max_windows must be >= 1 or None, got {max_windows}")
-    if max_padding is not None and not 0.0 <= max_padding <= 1.0:
-        raise ValueError(f"max_padding must be in [0, 1] or None, got {max_padding}")
+    check_max_padding(max_padding, allow_auto=False)
     order = sorted(range(len(lengths)), key=lambda w: -lengths[w])
     batches: list[list[int]] = []
     total = 0
@@ -180,6 +180,17 @@ def plan_forward_batches(lengths: Sequence[int], max_windows: int | None = None,
         batches.append([w])
         total = lengths[w]
     return batches
+
+
+def check_max_padding(value, allow_auto: bool = True) -> None:
+    """Raise ``ValueError`` unless ``value`` is a valid ``max_padding``: ``None``, a number in
+    ``[0, 1]`` (not a bool), or (``allow_auto``) ``"auto"``. The message has no argument name,
+    so that callers (the layer, the config) can put theirs in front."""
+    if value is None or (allow_auto and value == "auto"):
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        choices = ("'auto', " if allow_auto else "") + "null or a number in [0, 1]"
+        raise ValueError(f"must be {choices}, got {value!r}")
 
 
 def position_limit(model_or_config) -> int | None:
@@ -353,8 +364,10 @@ class WindowedEncoder(nn.Module):
         if max_windows_per_forward is not None and max_windows_per_forward < 1:
             raise ValueError("max_windows_per_forward must be >= 1 or None")
         self.max_windows_per_forward = max_windows_per_forward
-        if max_padding != "auto":
-            plan_forward_batches([], None, max_padding)         # validates the value
+        try:
+            check_max_padding(max_padding)
+        except ValueError as err:
+            raise ValueError(f"max_padding {err}") from None
         self.max_padding = max_padding
         self.attention = attention
         if attention_rows not in ("auto", "explicit", "eager"):

@@ -269,11 +269,18 @@ def test_query_rows_sum_to_one(model, tokenizer, doc):
     assert (out.query_attention[0] >= 0).all()
 
 
-def test_batch_equals_documents_alone(model, tokenizer, doc):
+def _mixed_batch(doc):
+    """Four documents of different lengths (two split into windows at ``max_length=48``) as one
+    flat batch: ``(docs, input_ids, ptr)``."""
     docs = [doc, doc[:20].clone(), long_document(doc, 150), doc[:7].clone()]
     docs[1][-1] = docs[3][-1] = doc[-1]                       # end them with [SEP]
     ids = torch.cat(docs)
     ptr = torch.tensor([0] + [d.numel() for d in docs]).cumsum(0)
+    return docs, ids, ptr
+
+
+def test_batch_equals_documents_alone(model, tokenizer, doc):
+    docs, ids, ptr = _mixed_batch(doc)
     # queries in no particular order, several documents, some special tokens
     local = [stars(docs[0], tokenizer)[:3], torch.tensor([19, 3]), torch.tensor([0, 75, 151]),
              torch.tensor([], dtype=torch.long)]
@@ -329,16 +336,14 @@ def test_plan_forward_batches():
 
 
 def test_max_padding_is_checked(model):
-    with pytest.raises(ValueError, match="max_padding"):
-        WindowedEncoder(model, max_padding=2.0)
+    for bad in (2.0, True, "fast"):
+        with pytest.raises(ValueError, match="max_padding must be 'auto', null or"):
+            WindowedEncoder(model, max_padding=bad)
     assert "max_padding='auto'" in repr(WindowedEncoder(model))
 
 
 def _mixed_documents(doc, tokenizer):
-    docs = [doc, doc[:20].clone(), long_document(doc, 150), doc[:7].clone()]
-    docs[1][-1] = docs[3][-1] = doc[-1]                       # end them with [SEP]
-    ids = torch.cat(docs)
-    ptr = torch.tensor([0] + [d.numel() for d in docs]).cumsum(0)
+    docs, ids, ptr = _mixed_batch(doc)
     queries = torch.cat([stars(docs[0], tokenizer), torch.tensor([19, 3]) + ptr[1],
                          torch.tensor([0, 75, 151]) + ptr[2]])
     return ids, ptr, queries
