@@ -4,9 +4,10 @@ the encoder alone.
 Three models on the same Re-DocRED documents (the first ``--docs`` of ``dev_revised.json``),
 the same batches (``--batch-size``, fixed order) and the same encoder (the embedded MiniLM-L6):
 
-* ``full``: ``ModelConfig(encoder_max_padding="auto")`` (the defaults, with the encoder batching
-  of the shipped configs) with ``ObjectivesConfig(distill_layers=[3, 6])`` (GTN, node
-  reconstruction, SA-KD with its discriminators);
+* ``full``: ``ModelConfig()`` (the defaults: windows in padded batches, as the training configs
+  run them; ``--encoder-max-padding`` sets ``encoder_max_padding``) with
+  ``ObjectivesConfig(distill_layers=[3, 6])`` (GTN, node reconstruction, SA-KD with its
+  discriminators);
 * ``baseline``: the same with ``baseline=True`` (ATLOP: no GTN, no auxiliary losses);
 * ``encoder``: the Hugging Face ``AutoModel`` alone, with PyTorch's fused attention (``sdpa``),
   on the same token windows (:class:`~pyg_docre.nn.encoder.WindowedEncoder` with
@@ -102,9 +103,6 @@ GROUPS = {
 # ==============================================================================================
 # Models and data
 # ==============================================================================================
-#: How the encoder batches windows, in every variant: as the shipped configs do.
-ENCODER_MAX_PADDING = "auto"
-
 @dataclass
 class Variant:
     """One model with its objective and trainer (the trainer owns the optimisers)."""
@@ -118,11 +116,11 @@ class Variant:
 class EncoderAlone(torch.nn.Module):
     """The ``encoder`` variant: a Hugging Face encoder on the model's windows, nothing else."""
 
-    def __init__(self):
+    def __init__(self, max_padding=None):
         super().__init__()
         from pyg_docre.nn.encoder import WindowedEncoder
         self.encoder = WindowedEncoder.from_pretrained(
-            _common.ENCODER, attention=False, max_padding=ENCODER_MAX_PADDING,
+            _common.ENCODER, attention=False, max_padding=max_padding,
             model_kwargs={"attn_implementation": "sdpa"})
 
     def forward(self, data):
@@ -155,8 +153,10 @@ class EncoderTrainer:
 
 
 def build_variant(name: str, graphs: Sequence, rel2id: dict, seed: int, batch_size: int,
-                  workdir: Path, device: str = "cpu", precision: str = "fp32") -> Variant:
-    """``full`` or ``baseline``, built as ``experiments/run.py`` builds them, or ``encoder``."""
+                  workdir: Path, device: str = "cpu", precision: str = "fp32",
+                  max_padding=None) -> Variant:
+    """``full`` or ``baseline``, built as ``experiments/run.py`` builds them, or ``encoder``;
+    every variant batches the encoder's windows with the same ``max_padding``."""
     from pyg_docre.config import ModelConfig, ObjectivesConfig, TrainingConfig
     from pyg_docre.models.docre_model import DocREModel
     from pyg_docre.training.objective import DocREObjective
@@ -166,12 +166,12 @@ def build_variant(name: str, graphs: Sequence, rel2id: dict, seed: int, batch_si
     hf_logging.disable_progress_bar()
     set_seed(seed)
     if name == "encoder":
-        model = EncoderAlone()
+        model = EncoderAlone(max_padding)
         trainer = EncoderTrainer(model, torch.device(device), precision,
                                  lr=TrainingConfig().lr_encoder)
         return Variant(name, model, torch.nn.Module(), trainer)
     model_config = ModelConfig(baseline=(name == "baseline"),
-                               encoder_max_padding=ENCODER_MAX_PADDING)
+                               encoder_max_padding=max_padding)
     objectives = ObjectivesConfig(distill_layers=[3, 6])
     model = DocREModel(model_config, rel2id, **objectives.model_outputs(model_config.baseline))
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
@@ -508,7 +508,9 @@ def markdown_report(result: dict) -> str:
         f"{settings['passes']} timed pass(es) per model after a warm-up batch (figures: the "
         f"median pass; spread: slowest over fastest pass), encoder "
         f"`{_common.ENCODER}`, device `{settings['device_name']}`, precision "
-        f"`{settings['precision']}`. Training step = `Trainer.train_step` (as "
+        f"`{settings['precision']}`, encoder windows batched with `max_padding="
+        f"{settings.get('encoder_max_padding')!r}` (None: padded batches, as the training "
+        f"configs). Training step = `Trainer.train_step` (as "
         f"`Trainer.train_epoch`); inference = `evaluation.predict`; `encoder` = the Hugging "
         f"Face model alone (sdpa) on the same windows, forward + backward + AdamW. See "
         f"`benchmarks/README.md`.\n",
@@ -545,6 +547,23 @@ def print_summary(result: dict) -> None:
 # ==============================================================================================
 # Command line
 # ==============================================================================================
+def parse_max_padding(parser: argparse.ArgumentParser, text: str):
+    """``--encoder-max-padding``: ``null``/``none`` -> None, ``auto``, or a float in [0, 1]
+    (checked by the layer's own :func:`~pyg_docre.nn.encoder.check_max_padding`)."""
+    from pyg_docre.nn.encoder import check_max_padding
+    if text.lower() in ("null", "none"):
+        return None
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+        check_max_padding(value)
+    except ValueError as err:
+        parser.error(f"--encoder-max-padding {text!r}: expected null, auto or a number in "
+                     f"[0, 1] ({err})")
+    return value
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Training and inference documents/s of DocRE-BSI vs the ATLOP baseline "
@@ -563,6 +582,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                         help="autocast precision of the models (fp16: CUDA only)")
+    parser.add_argument("--encoder-max-padding", default="null", metavar="VALUE",
+                        help="how every variant batches the encoder's windows "
+                             "(model.encoder_max_padding): null (default, padded batches, as "
+                             "the training configs), auto, or a share in [0, 1]")
     parser.add_argument("--out", default=None, help="output directory "
                         f"(default: {_common.DEFAULT_OUT.relative_to(_common.ROOT)})")
     args = parser.parse_args(argv)
@@ -571,6 +594,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f"--device {args.device}: CUDA is not available")
     if args.precision == "fp16" and device.type != "cuda":
         parser.error("--precision fp16 needs --device cuda")
+    args.encoder_max_padding = parse_max_padding(parser, args.encoder_max_padding)
     defaults = {"docs": (24, 2), "batch_size": (4, 2), "passes": (3, 1),
                 "profile_batches": (2, 1)}
     for name, (normal, quick) in defaults.items():
@@ -589,9 +613,11 @@ def run(args: argparse.Namespace, meta: dict) -> dict:
     profile_loader = make_loader(graphs[:args.batch_size * args.profile_batches],
                                  args.batch_size)
     device = torch.device(args.device)
+    padding = args.encoder_max_padding
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         variants = [build_variant(name, graphs, rel2id, args.seed, args.batch_size, Path(tmp),
-                                  device=args.device, precision=args.precision)
+                                  device=args.device, precision=args.precision,
+                                  max_padding=args.encoder_max_padding)
                     for name in VARIANTS]
         timing = measure(variants, loader, warmup_loader, args.passes, len(graphs), device)
         profile = {}
@@ -610,12 +636,13 @@ def run(args: argparse.Namespace, meta: dict) -> dict:
                          "device_name": (torch.cuda.get_device_name(device)
                                          if device.type == "cuda" else _common.cpu_model()),
                          "encoder": _common.ENCODER,
-                         "full": f"ModelConfig(encoder_max_padding={ENCODER_MAX_PADDING!r}), "
+                         "encoder_max_padding": args.encoder_max_padding,
+                         "full": f"ModelConfig(encoder_max_padding={padding!r}), "
                                  f"ObjectivesConfig(distill_layers=[3, 6])",
                          "baseline": f"ModelConfig(baseline=True, "
-                                     f"encoder_max_padding={ENCODER_MAX_PADDING!r})",
+                                     f"encoder_max_padding={padding!r})",
                          "encoder_alone": f"AutoModel (sdpa) on the same windows "
-                                          f"(max_padding={ENCODER_MAX_PADDING!r})"},
+                                          f"(max_padding={padding!r})"},
             "timing": timing, "ratios": ratios(timing), "profile": profile}
 
 

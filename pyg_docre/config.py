@@ -127,7 +127,8 @@ class ModelConfig:
     #: The largest share of padding in one encoder call (WindowedEncoder's ``max_padding``):
     #: None = no limit (every batch of windows padded to its longest, as before this key),
     #: a float in [0, 1] (0.0: only windows of equal length share a call), or "auto" (0.0 on a
-    #: CPU, no limit on a GPU; the shipped configs). Results differ only by float rounding.
+    #: CPU, no limit on a GPU). Results differ only by float rounding, but the padding study
+    #: (docs/DESIGN.md "Encoder") did not adopt "auto" for training: the training configs pad.
     encoder_max_padding: Optional[Union[float, str]] = None
     top_k: int = 4                          # at most this many relations per pair
 

@@ -254,6 +254,18 @@ def test_throughput_ratios_and_report_fields():
     assert sum(g["total_pct"] for g in grouped.values()) == pytest.approx(100.0)
 
 
+def test_throughput_encoder_max_padding_argument():
+    """Padded batches by default, as the training configs; auto or a share on request; the
+    layer's own check rejects the rest with a usage error."""
+    assert throughput.parse_args([]).encoder_max_padding is None
+    assert throughput.parse_args(["--encoder-max-padding", "auto"]).encoder_max_padding == "auto"
+    assert throughput.parse_args(["--encoder-max-padding", "0.25"]).encoder_max_padding == 0.25
+    assert throughput.parse_args(["--encoder-max-padding", "None"]).encoder_max_padding is None
+    for bad in ("1.5", "sometimes"):
+        with pytest.raises(SystemExit):
+            throughput.parse_args(["--encoder-max-padding", bad])
+
+
 @pytest.mark.slow
 def test_throughput_quick_mode_writes_ratios(tmp_path):
     assert throughput.main(["--quick", "--docs", "2", "--out", str(tmp_path)]) == 0
