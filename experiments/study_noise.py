@@ -7,7 +7,9 @@ For every done (row, seed) of a study (experiments/study.py), the spread of its 
 when the documents of the split are resampled (pyg_docre.metrics.bootstrap_f1), and for every
 row the paired difference to the row it is compared with (``compare_to``, default ``full``),
 seed by seed, with its 95% interval. A dev difference whose interval spans 0 cannot be told from
-the choice of the 50 dev documents. Writes ``OUTPUT_noise.md`` beside the study's summary.
+the choice of the 50 dev documents. For reading beside it, the same mean differences against the
+training seeds (Student-t interval over the per-seed differences, documents fixed). Writes
+``OUTPUT_noise.md`` beside the study's summary.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import study as study_lib  # noqa: E402  (experiments/study.py)
+
+import numpy as np  # noqa: E402
 
 from pyg_docre.io import atomic_write_text  # noqa: E402
 from pyg_docre.metrics import (DocREDScorer, bootstrap_f1,  # noqa: E402
@@ -100,9 +104,55 @@ def noise_markdown(study, command: str, samples: int = 2000) -> str:
             b = bootstrap_mean_difference(pairs, samples=samples)
             cells += [f"{b['value']:+.2f}", f"[{b['low']:+.2f}, {b['high']:+.2f}]"]
         lines.append(f"| {r.name} | {ref} | {len(seeds)} | " + " | ".join(cells) + " |")
+    lines += seed_spread_table(study, counts)
     lines += lever_decisions(study, counts, samples)
     lines += non_inferiority_decisions(study, counts, samples)
     return "\n".join(lines) + "\n"
+
+
+def seed_interval(diffs: list[float]) -> dict[str, float]:
+    """Mean of per-seed paired differences with its sample sd and the Student-t 95% interval of
+    the mean (``n - 1`` degrees of freedom): the uncertainty from the training seed, which the
+    document bootstrap holds fixed. ``sd``/``low``/``high`` are NaN below two seeds."""
+    from scipy.stats import t as student_t
+    values = np.asarray(diffs, dtype=np.float64)
+    mean, n = float(values.mean()), values.size
+    if n < 2:
+        return {"value": mean, "sd": float("nan"), "low": float("nan"), "high": float("nan")}
+    sd = float(values.std(ddof=1))
+    half = float(student_t.ppf(0.975, n - 1)) * sd / np.sqrt(n)
+    return {"value": mean, "sd": sd, "low": mean - half, "high": mean + half}
+
+
+def seed_spread_table(study, counts: dict) -> list[str]:
+    """Each row's paired differences seed by seed, with :func:`seed_interval` (for reading
+    next to the bootstrap; no decision rule uses it)."""
+    lines = ["", "The same mean differences against the training seeds (each seed's difference "
+             "on all documents; sd over seeds; Student-t 95% interval of the mean, n - 1 "
+             "degrees of freedom). The document bootstrap above holds the seeds fixed; this "
+             "interval holds the documents fixed. No decision rule uses it:", "",
+             "| row | vs | seeds | dev diffs | dev sd | dev t 95% | test diffs | test sd | "
+             "test t 95% |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in study.rows:
+        ref = study.reference(r.name)
+        if r.name == ref:
+            continue
+        cells, seeds = [], 0
+        for split in SPLITS:
+            diffs = [mine.f1() - theirs.f1()
+                     for mine, theirs in paired_counts(study, counts, r.name, split)]
+            if not diffs:
+                cells += ["n/a"] * 3
+                continue
+            seeds = max(seeds, len(diffs))
+            b = seed_interval(diffs)
+            spread = "n/a" if np.isnan(b["sd"]) else f"{b['sd']:.2f}"
+            interval = ("n/a" if np.isnan(b["low"])
+                        else f"[{b['low']:+.2f}, {b['high']:+.2f}]")
+            cells += [", ".join(f"{d:+.2f}" for d in diffs), spread, interval]
+        if seeds:
+            lines.append(f"| {r.name} | {ref} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def lever_decisions(study, counts: dict, samples: int) -> list[str]:

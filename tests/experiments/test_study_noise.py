@@ -98,6 +98,34 @@ def test_lever_decisions_pool_rows_and_seeds(noise_mod, tmp_path):
     assert decisions["better"][2] == "4" and decisions["better"][5] == "adopt"
 
 
+def test_seed_interval_is_the_student_t_interval_of_the_mean(noise_mod):
+    b = noise_mod.seed_interval([-0.76, -1.36, -0.09])
+    assert b["value"] == pytest.approx(-0.7367, abs=1e-4)
+    assert b["sd"] == pytest.approx(0.6353, abs=1e-4)
+    half = 4.302653 * b["sd"] / 3 ** 0.5                   # t(0.975, 2 df)
+    assert (b["low"], b["high"]) == pytest.approx((b["value"] - half, b["value"] + half))
+    one = noise_mod.seed_interval([0.5])
+    assert one["value"] == 0.5 and all(one[k] != one[k] for k in ("sd", "low", "high"))  # NaN
+
+
+def test_seed_spread_table_lists_each_seeds_difference(noise_mod, tmp_path):
+    study = noise_mod.study_lib.load_study(write_study(tmp_path, seeds=[66, 67]))
+    for seed in (66, 67):
+        _fake_run(study, "full", seed, 100)
+        _fake_run(study, "atlop", seed, 1 if seed == 66 else 2)
+    md = noise_mod.noise_markdown(study, "cmd", samples=200)
+    paired = md_table(md, "| row | vs | seed |")
+    table = md_table(md, "| row | vs | seeds | dev diffs |")
+    assert table["atlop"][1:3] == ["full", "2"]
+    test_diffs = [float(x) for x in table["atlop"][6].split(",")]
+    assert len(test_diffs) == 2 and all(d < 0 for d in test_diffs)
+    # md_table keeps the last row of a first cell: seed 67's line of the per-seed table
+    assert paired["atlop"][2] == "67"
+    assert test_diffs[1] == pytest.approx(float(paired["atlop"][5]), abs=0.01)
+    low, high = (float(x) for x in table["atlop"][8].strip("[]").split(","))
+    assert low <= sum(test_diffs) / 2 <= high
+
+
 @pytest.mark.parametrize("levers,message", [
     ({"x": ["nope"]}, "levers: x: 'nope' is not a row"),
     ({"x": ["full"]}, "levers: x: 'full' has no other row to be compared with"),
