@@ -18,10 +18,10 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import study as study_lib  # noqa: E402  (experiments/study.py)
-
-import numpy as np  # noqa: E402
 
 from pyg_docre.io import atomic_write_text  # noqa: E402
 from pyg_docre.metrics import (DocREDScorer, bootstrap_f1,  # noqa: E402
