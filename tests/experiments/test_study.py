@@ -56,6 +56,26 @@ def test_the_packaged_study_file_is_valid(study_mod):
     assert study.runs_dir == ROOT / "runs" / "study" / "redocred_cpu"
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments" / "studies").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_study_pairs_rows_with_references_made_alike(study_mod, path):
+    """A row and the row it is compared with train at the same precision and encoder padding,
+    unless the study compares exactly that (its non_inferiority rows); so a lever's gain is
+    never a precision or padding difference in disguise. Reference rows themselves (full_bf16 in
+    the lever study) are skipped: their own gap to full is shown, not used."""
+    study = study_mod.load_study(path)
+    compared = {row for spec in study.non_inferiority for row in spec.rows}
+    references = {study.reference(r.name) for r in study.rows}
+    for r in study.rows:
+        ref = study.reference(r.name)
+        if ref == r.name or r.name in compared or r.name in references:
+            continue
+        mine, theirs = (study_mod._wanted_config(study, name, 66) for name in (r.name, ref))
+        assert mine.training.precision == theirs.training.precision, (path.name, r.name, ref)
+        assert mine.model.encoder_max_padding == theirs.model.encoder_max_padding, \
+            (path.name, r.name, ref)
+
+
 @pytest.mark.parametrize("change, expected", [
     ({"colour": "red"}, "unknown key 'colour'"),
     ({"seeds": []}, "seeds: expected a non-empty list"),
