@@ -548,19 +548,16 @@ def print_summary(result: dict) -> None:
 # Command line
 # ==============================================================================================
 def parse_max_padding(parser: argparse.ArgumentParser, text: str):
-    """``--encoder-max-padding``: ``null``/``none`` -> None, ``auto``, or a float in [0, 1]
-    (checked by the layer's own :func:`~pyg_docre.nn.encoder.check_max_padding`)."""
+    """``--encoder-max-padding``: read as ``--set model.encoder_max_padding=TEXT`` reads it
+    (YAML; ``none`` also means null) and checked by the layer's own
+    :func:`~pyg_docre.nn.encoder.check_max_padding`."""
+    from pyg_docre.config import yaml_load
     from pyg_docre.nn.encoder import check_max_padding
-    if text.lower() in ("null", "none"):
-        return None
-    if text == "auto":
-        return text
+    value = None if text.lower() == "none" else yaml_load(text)
     try:
-        value = float(text)
         check_max_padding(value)
     except ValueError as err:
-        parser.error(f"--encoder-max-padding {text!r}: expected null, auto or a number in "
-                     f"[0, 1] ({err})")
+        parser.error(f"--encoder-max-padding {text!r}: {err}")
     return value
 
 
