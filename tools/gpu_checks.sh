@@ -11,7 +11,8 @@
 #   carry: .device/encoder, datasets/re-docred, datasets/docred-meta
 #   (what travels, checkout included, must stay under 64 MiB: about 55 MiB today)
 # Variables: DEVICE (cuda), QUICK=1 (small sizes, for a dry run on the CPU with DEVICE=cpu),
-#   SKIP_CHECKS=1 (only the study below),
+#   SKIP_CHECKS=1 (only the study below), STEPS="test_gpu throughput_bf16" (only the checks
+#   named: versions nvidia_smi test_gpu throughput throughput_bf16 sparse_vs_dense; all if unset),
 #   STUDY=experiments/studies/X.yaml (also run that study's runs that are not done, on $DEVICE,
 #   STUDY_ARGS e.g. "--seeds 67 --parallel 6 --max-runs 6"; each run gets cpu_count/parallel
 #   threads). STUDY_SECONDS stops the study after that many seconds (the runs finished by then
@@ -58,8 +59,11 @@ _pack() {
     return 0
 }
 
-step() {  # step NAME COMMAND...: run, log, record the exit status, pack
+step() {  # step NAME COMMAND...: run, log, record the exit status, pack (if STEPS names it)
     local name=$1; shift
+    if [ -n "${STEPS:-}" ] && [[ " $STEPS " != *" $name "* ]] && [ "$name" != study ]; then
+        return 0
+    fi
     local start=$SECONDS
     "$@" > "$STAGE/$name.log" 2>&1
     echo "$name rc=$? ($((SECONDS - start)) s)" | tee -a "$STAGE/summary.txt"

@@ -69,7 +69,9 @@ def localized_context(hidden: Tensor, token_ptr: Tensor, mention_attention: list
             t = pairs[1, ids] - entity_ptr[b]
             pair_att = (entity_att[h] * entity_att[t]).mean(dim=1)              # [p, T_b]
             pair_att = pair_att / (pair_att.sum(dim=1, keepdim=True) + 1e-5)
-            context = context.index_copy(0, ids, pair_att @ doc_hidden)
+            # (under CUDA autocast the product is bf16/fp16 while ``hidden`` is float32:
+            # LayerNorm runs in float32 there)
+            context = context.index_copy(0, ids, (pair_att @ doc_hidden).to(context.dtype))
     return context
 
 

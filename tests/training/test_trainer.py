@@ -1,6 +1,7 @@
 """Trainer mechanics on a few real documents: accumulation, bf16 autocast, schedule, selection."""
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from pyg_docre.config import ModelConfig, ObjectivesConfig, TrainingConfig
 from pyg_docre.data import build_hdg
@@ -14,10 +15,11 @@ def graphs(dev_docs, tokenizer, rel2id):
     return [build_hdg(dev_docs[i], tokenizer, rel2id) for i in range(4)]
 
 
-def _trainer(graphs, rel2id, tmp_path, objectives=None, **training):
+def _trainer(graphs, rel2id, tmp_path, objectives=None, model=None, **training):
     torch.manual_seed(0)
     objectives = ObjectivesConfig(distill_layers=[6], **(objectives or {}))
-    model = DocREModel(ModelConfig(), rel2id, **objectives.model_outputs())
+    model_config = model or ModelConfig()
+    model = DocREModel(model_config, rel2id, **objectives.model_outputs(model_config.baseline))
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
     config = TrainingConfig(**{"epochs": 1, "batch_size": 2, "device": "cpu", **training})
     scores = iter([{"f1": 10.0, "ign_f1": 9.0}, {"f1": 5.0, "ign_f1": 4.0}])
@@ -46,6 +48,37 @@ def test_bf16_autocast_step_runs_and_changes_weights(graphs, rel2id, tmp_path):
     record = trainer.train_epoch(1)
     assert all(torch.isfinite(torch.tensor(v)) for v in record.losses.values())
     assert not torch.equal(before, trainer.model.classifier.bilinear.weight)
+
+
+class _IndexCopyAsOnCuda(TorchFunctionMode):
+    """CPU autocast promotes ``index_copy``'s operands to a common dtype; CUDA autocast does not
+    (``self and source expected to have the same dtype``). This mode refuses the mix on the CPU
+    as CUDA does."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.Tensor.index_copy, torch.Tensor.index_copy_, torch.index_copy):
+            source = kwargs.get("source", args[3] if len(args) > 3 else None)
+            if source is not None and source.dtype != args[0].dtype:
+                raise RuntimeError(f"index_copy: self {args[0].dtype}, source {source.dtype} "
+                                   f"(an error under CUDA autocast)")
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("baseline", [False, True], ids=["full", "atlop"])
+def test_bf16_step_mixes_no_dtypes_that_cuda_autocast_refuses(graphs, rel2id, tmp_path,
+                                                               baseline):
+    """Every bf16 run on CUDA crashed in localized_context (bf16 product copied into float32
+    context) while CPU runs passed: autocast's rules differ by device."""
+    trainer = _trainer(graphs, rel2id, tmp_path, model=ModelConfig(baseline=baseline),
+                       precision="bf16")
+    with _IndexCopyAsOnCuda():
+        record = trainer.train_epoch(1)
+        trainer.model.eval()
+        batch = next(iter(trainer.train_loader))
+        with torch.no_grad(), trainer.autocast():
+            trainer.model(batch)
+    assert all(torch.isfinite(torch.tensor(v)) for v in record.losses.values())
 
 
 def test_fit_keeps_the_best_dev_checkpoint(graphs, rel2id, tmp_path):
