@@ -79,12 +79,9 @@ def cpu_model() -> str:
 
 
 def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    """The checkout's commit, ``-dirty`` when tracked files differ from it (as runs record it)."""
+    from pyg_docre.training.metadata import git_commit
+    return git_commit(ROOT)
 
 
 def script_argv(script: str | os.PathLike, argv: Sequence[str] | None) -> list[str]:

@@ -254,18 +254,19 @@ def plan_point(mode: str, counts: dict, hidden: int, fraction: float, train_max_
     a GPU's memory)."""
     limit = (memory_limit_bytes(fraction) if total_bytes is None
              else int(fraction * total_bytes))
+    memory = "RAM" if total_bytes is None else "the device's memory"
     est_fwd = estimate_bytes(mode, counts, hidden, "forward", chunk)
     est_train = estimate_bytes(mode, counts, hidden, "train", chunk)
     gb = 1024 ** 3
     if est_fwd > limit:
         return (False, f"skipped: estimated forward peak {est_fwd / gb:.1f} GB > "
-                       f"{fraction:.0%} of RAM ({limit / gb:.1f} GB)", False, None)
+                       f"{fraction:.0%} of {memory} ({limit / gb:.1f} GB)", False, None)
     if counts["num_nodes"] > train_max_nodes:
         return True, None, False, (f"forward+backward not run: {counts['num_nodes']:,} nodes > "
                                    f"--train-max-nodes {train_max_nodes:,}")
     if est_train > limit:
         return True, None, False, (f"forward+backward not run: estimated peak "
-                                   f"{est_train / gb:.1f} GB > {fraction:.0%} of RAM "
+                                   f"{est_train / gb:.1f} GB > {fraction:.0%} of {memory} "
                                    f"({limit / gb:.1f} GB)")
     return True, None, True, None
 

@@ -485,7 +485,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              "(default: 60000)")
     parser.add_argument("--mem-fraction", type=float, default=0.7,
                         help="skip dense points whose (conservative) estimated peak exceeds "
-                             "this fraction of RAM (default: 0.7)")
+                             "this fraction of RAM, or of the GPU's memory with --device cuda "
+                             "(default: 0.7)")
     parser.add_argument("--sparse-mem-fraction", type=float, default=0.95,
                         help="the same for sparse points, whose estimate is calibrated on "
                              "measurements (default: 0.95)")

@@ -89,6 +89,9 @@ def test_dense_point_that_cannot_fit_is_skipped_with_its_reason(monkeypatch):
     assert not run and "skipped" in reason and "RAM" in reason
     run, reason, backward, _ = svd.plan_point("sparse", K64, 384, 0.9, 60_000)
     assert run and reason is None and backward
+    # Against a GPU's memory (--device cuda), the reason says so.
+    run, reason, _, _ = svd.plan_point("dense", K64, 384, 0.7, 60_000, total_bytes=1024 ** 3)
+    assert not run and "of the device's memory (0.7 GB)" in reason
 
     def no_child(*args, **kwargs):
         raise AssertionError("a skipped point must not start a child")

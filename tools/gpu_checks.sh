@@ -13,6 +13,9 @@
 # Variables: DEVICE (cuda), QUICK=1 (small sizes, for a dry run on the CPU with DEVICE=cpu),
 #   SKIP_CHECKS=1 (only the study below), STEPS="test_gpu throughput_bf16" (only the checks
 #   named: versions nvidia_smi test_gpu throughput throughput_bf16 sparse_vs_dense; all if unset),
+#   COMMIT=<git rev-parse HEAD here> (written to summary.txt: the device copies the working tree
+#   but its git metadata can be an older commit, so the runs and benchmarks there record that
+#   commit with -dirty: the calls of 2026-11-27 recorded dd2e8f1 for 9c34572 and 7e5e849),
 #   STUDY=experiments/studies/X.yaml (also run that study's runs that are not done, on $DEVICE,
 #   STUDY_ARGS e.g. "--seeds 67 --parallel 6 --max-runs 6"; each run gets cpu_count/parallel
 #   threads). STUDY_SECONDS stops the study after that many seconds (the runs finished by then
@@ -83,6 +86,9 @@ study() {  # the study's outstanding runs on $DEVICE, then its summary and resul
     mkdir -p "$STAGE/results" && cp -r experiments/results/. "$STAGE/results/"
     pack
 }
+
+echo "checkout ${COMMIT:-unknown} (as the sender's git said; git here: $(git rev-parse --short HEAD \
+    2>/dev/null || echo none))" | tee -a "$STAGE/summary.txt"
 
 # The study (if any) starts first and runs beside the correctness tests; the benchmarks come
 # after it, so that their timings see an otherwise idle machine.

@@ -32,7 +32,8 @@ def test_outputs_fit_what_the_device_returns(tmp_path):
     assert sorted(p.name for p in files) == ["gpu_checks.tar.gz", "summary.txt"]
     assert len(files) <= MAX_FILES
     assert all(len(p.relative_to(out).parts) - 1 <= MAX_FOLDERS_DOWN for p in files)
-    assert (out / "summary.txt").read_text().startswith("study rc=0")
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert summary[0].startswith("checkout ") and summary[1].startswith("study rc=0")
 
     with tarfile.open(out / "gpu_checks.tar.gz") as archive:
         names = {Path(n).as_posix().lstrip("./") for n in archive.getnames()}
