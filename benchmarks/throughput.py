@@ -454,16 +454,50 @@ def region_breakdown(events) -> dict:
         outer = _nearest_label(event)
         if outer is not None:
             exclusive[outer.name] -= duration
-    return {"total_us": total, "exclusive_us": dict(exclusive)}
+    operators: dict[str, int] = defaultdict(int)
+    for event in _top_level_operators(events):
+        backward = _enclosing_backward(event)
+        if backward is not None:
+            region = forward_region.get((getattr(backward, "fwd_thread", backward.thread),
+                                         backward.sequence_nr))
+            operators[f"{region or UNATTRIBUTED}:backward"] += 1
+        else:
+            label = _nearest_label(event)
+            operators[label.name if label is not None else STEP] += 1
+    return {"total_us": total, "exclusive_us": dict(exclusive),
+            "operators": sum(operators.values()), "operators_by_region": dict(operators)}
 
 
-def _inside_backward(event) -> bool:
+def _top_level_operators(events):
+    """The ``aten::*`` events not inside another ``aten::*`` event."""
+    for event in events:
+        if not event.name.startswith("aten::"):
+            continue
+        parent = event.cpu_parent
+        while parent is not None and not parent.name.startswith("aten::"):
+            parent = parent.cpu_parent
+        if parent is None:
+            yield event
+
+
+def operator_count(events) -> int:
+    """Top-level ATen operator calls (``aten::*`` not inside another ``aten::*``), forward and
+    backward: what the host dispatches. On a GPU each launches one kernel or more, so where the
+    host is the bottleneck the step's time follows this count."""
+    return sum(1 for _ in _top_level_operators(events))
+
+
+def _enclosing_backward(event):
     parent = event.cpu_parent
     while parent is not None:
         if parent.name.startswith(BACKWARD_EVENT):
-            return True
+            return parent
         parent = parent.cpu_parent
-    return False
+    return None
+
+
+def _inside_backward(event) -> bool:
+    return _enclosing_backward(event) is not None
 
 
 def shares(breakdown: dict) -> dict:
@@ -533,6 +567,28 @@ def markdown_report(result: dict) -> str:
         headers = ["region"] + [f"{name} {part}" for name in PROFILED
                                 for part in ("total %", "fwd %", "bwd %")]
         parts.append(_common.markdown_table(headers, table))
+    docs = result["settings"].get("profiled_docs")
+    if docs:
+        parts.append(f"\n## Operators per document (the profiled pass, {docs} documents)\n")
+        parts.append("Top-level ATen operator calls, forward and backward (`operator_count`): "
+                     "what the host dispatches. On a GPU each launches one kernel or more; "
+                     "where the host is the bottleneck the step's time follows this count.\n")
+        rows = [[name] + [result["profile"][name][kind]["operators"] / docs
+                          for kind in ("train", "inference")] for name in PROFILED]
+        parts.append(_common.markdown_table(["model", "train", "inference"], rows))
+        parts.append("\nBy region, training (forward; backward), per document:\n")
+        table = []
+        for group, regions in GROUPS.items():
+            row = [group]
+            for name in PROFILED:
+                ops = result["profile"][name]["train"].get("operators_by_region", {})
+                row += [sum(ops.get(r, 0) for r in regions) / docs,
+                        sum(ops.get(f"{r}:backward", 0) for r in regions) / docs]
+            if any(row[1:]):
+                table.append(row)
+        parts.append(_common.markdown_table(
+            ["region"] + [f"{name} {part}" for name in PROFILED for part in ("fwd", "bwd")],
+            table))
     parts += ["", _common.metadata_markdown(meta)]
     return "\n".join(parts)
 
@@ -628,6 +684,7 @@ def run(args: argparse.Namespace, meta: dict) -> dict:
     return {"benchmark": "throughput", "metadata": meta,
             "settings": {"docs": len(graphs), "batch_size": args.batch_size,
                          "passes": args.passes, "profile_batches": args.profile_batches,
+                         "profiled_docs": len(graphs[:args.batch_size * args.profile_batches]),
                          "seed": args.seed, "split": "re-docred dev_revised.json",
                          "device": args.device, "precision": args.precision,
                          "device_name": (torch.cuda.get_device_name(device)

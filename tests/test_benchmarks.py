@@ -222,9 +222,20 @@ def test_region_breakdown_attributes_backward_to_forward_regions():
                 torch.cat([torch.arange(3), torch.arange(2)])  # no autograd node
                 gtn(encoder(x).relu()).square().mean().backward()
     assert not encoder._forward_pre_hooks and not gtn._forward_hooks  # removed on exit
-    exclusive = throughput.region_breakdown(prof.events())["exclusive_us"]
+    breakdown = throughput.region_breakdown(prof.events())
+    exclusive = breakdown["exclusive_us"]
     assert exclusive["encoder:backward"] > 0 and exclusive["gtn:backward"] > 0
     assert exclusive["encoder"] > 0 and exclusive["gtn"] > 0
+    # Operators: counted once each however deep their own ATen calls go.
+    assert breakdown["operators"] == throughput.operator_count(prof.events())
+    by_region = breakdown["operators_by_region"]
+    assert sum(by_region.values()) == breakdown["operators"]
+    assert by_region["encoder"] >= 1 and by_region["gtn"] >= 1         # the two addmm's
+    assert by_region["encoder:backward"] >= 1 and by_region["gtn:backward"] >= 1
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        torch.nn.functional.linear(x, encoder.weight)      # aten::linear -> aten::addmm, ...
+        x.relu()
+    assert throughput.operator_count(prof.events()) == 2
 
 
 def test_throughput_pass_statistics_use_the_median_pass():
