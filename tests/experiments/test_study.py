@@ -502,3 +502,12 @@ def test_a_run_done_by_another_study_is_reused_not_rerun(study_mod, tmp_path, ca
     other = study_mod.load_study(_sibling_study(tmp_path, "other", [full]))
     assert study_mod.main([str(other.path), "--dry-run", "--no-reuse", "--device", "cpu"]) == 0
     assert "would reuse" not in capsys.readouterr().out
+
+
+def test_gpu_study_has_the_cpu_study_rows(study_mod):
+    """redocred_gpu.yaml repeats the CPU study on a GPU: the same rows, configs and overrides
+    (its own full runs are the ablations' reference there), so the two stay comparable."""
+    cpu = study_mod.load_study(ROOT / "experiments" / "studies" / "redocred_cpu.yaml")
+    gpu = study_mod.load_study(ROOT / "experiments" / "studies" / "redocred_gpu.yaml")
+    describe = lambda s: [(r.name, r.config, list(r.overrides)) for r in s.rows]
+    assert describe(gpu) == describe(cpu) and gpu.seeds == cpu.seeds
