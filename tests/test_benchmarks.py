@@ -364,3 +364,35 @@ def test_long_document_point_measures_predict():
     row = ldm.run_point({"tokens": 800, "entity_docs": 1, "mode": "chunked"})
     assert row["num_tokens"] >= 800 and row["pairs"] > 0
     assert row["peak_mb"] >= row["baseline_mb"] > 0 and row["seconds"] > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# host_syncs.py
+# ----------------------------------------------------------------------------------------------
+def test_host_syncs_recognises_the_calls_that_synchronise_on_a_gpu():
+    import host_syncs
+
+    x = torch.arange(6)
+    counts = __import__("collections").Counter()
+    with host_syncs._SyncProneCalls(counts):
+        int(x[0]), x.nonzero(), x[x > 2], x.tolist()
+        x.repeat_interleave(x)                       # the output size needs the repeats' sum
+        x.repeat_interleave(x, output_size=15)       # given: no synchronisation
+        x + 1, x[1:3], x.view(2, 3)                  # none of these
+    calls = sorted(call for call, _ in counts.elements())
+    assert calls == sorted(["__int__", "nonzero", "boolean mask", "tolist",
+                            "repeat_interleave"])
+    # Sites are lines of pyg_docre; a call from elsewhere is PyTorch's own.
+    assert {site for _, site in counts} == {host_syncs.INTERNALS}
+
+
+def test_host_syncs_lists_the_model_sites(tmp_path):
+    import host_syncs
+
+    assert host_syncs.main(["--steps", "1", "--batch-size", "2", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "host_syncs.json").read_text())
+    full, baseline = result["models"]["full"], result["models"]["baseline"]
+    assert full["per_step"] > baseline["per_step"] > 0
+    sites = {s["site"].split(":")[0] for s in full["sites"]}
+    assert "pyg_docre/nn/conv/gtn_conv.py" in sites and "pyg_docre/nn/encoder.py" in sites
+    assert "| full |" in (tmp_path / "host_syncs.md").read_text()

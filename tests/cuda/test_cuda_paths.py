@@ -200,3 +200,12 @@ def test_mid_epoch_resume_on_device(device, graphs, rel2id, tmp_path):
         assert ours.losses.keys() == theirs.losses.keys()
         for key in ours.losses:
             assert ours.losses[key] == pytest.approx(theirs.losses[key], rel=1e-3, abs=1e-4), key
+
+
+def test_host_syncs_counts_on_the_device(device, tmp_path):
+    """benchmarks/host_syncs.py on the device (on CUDA: torch.cuda.set_sync_debug_mode)."""
+    proc = _python("benchmarks/host_syncs.py", "--device", str(device), "--steps", "1",
+                   "--batch-size", "2", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads((tmp_path / "host_syncs.json").read_text())
+    assert result["models"]["full"]["per_step"] > 0
