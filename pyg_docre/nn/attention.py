@@ -15,10 +15,14 @@ attention *within* documents only:
   (so a zero message), never NaN.
 * :func:`document_sizes`, :func:`local_positions` — per-document counts and the position of a
   row inside its document.
+* :class:`BatchSizes`, :func:`batch_sizes` — the number of documents and the longest document's
+  rows, read back to the host once per batch, so that the attention calls of every layer need
+  no host synchronisation of their own (on a GPU each one stops the host until the device's
+  queue is empty).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,15 +30,17 @@ from torch import Tensor
 from torch_geometric.utils import to_dense_batch
 
 __all__ = ["document_sizes", "local_positions", "masked_softmax", "to_dense_heads",
-           "document_attention"]
+           "dense_index", "document_attention", "BatchSizes", "batch_sizes"]
 
 
 def document_sizes(batch: Optional[Tensor], num_rows: int, num_docs: int,
                    device: torch.device) -> Tensor:
-    """``[B]`` number of rows of every document (``batch=None``: one document)."""
+    """``[B]`` number of rows of every document (``batch=None``: one document); no host
+    synchronisation (``torch.bincount`` would read the largest index back)."""
     if batch is None:
         return torch.full((1,), num_rows, dtype=torch.long, device=device)
-    return torch.bincount(batch, minlength=num_docs)
+    return torch.zeros(num_docs, dtype=torch.long, device=batch.device).index_add_(
+        0, batch, torch.ones_like(batch))
 
 
 def local_positions(batch: Optional[Tensor], sizes: Tensor, num_rows: int,
@@ -45,6 +51,37 @@ def local_positions(batch: Optional[Tensor], sizes: Tensor, num_rows: int,
         return arange
     starts = torch.cumsum(sizes, 0) - sizes
     return arange - starts[batch]
+
+
+class BatchSizes(NamedTuple):
+    """Host-side sizes of a mini-batch of documents (see :func:`batch_sizes`)."""
+
+    num_docs: int           #: B
+    max_num_nodes: int      #: rows of the longest document (``batch``)
+    max_num_tokens: int     #: tokens of the longest document (``token_batch``)
+
+
+def batch_sizes(batch: Optional[Tensor], num_nodes: int, token_batch: Optional[Tensor] = None,
+                num_tokens: int = 0) -> BatchSizes:
+    """The :class:`BatchSizes` of sorted ``batch`` / ``token_batch`` vectors (``None``: one
+    document), with two reads back to the host (none for a single document)."""
+    if batch is None or num_nodes == 0:
+        return BatchSizes(1, num_nodes, num_tokens)
+    num_docs = int(batch[-1]) + 1
+    longest = [document_sizes(batch, num_nodes, num_docs, batch.device).max()]
+    if token_batch is not None and num_tokens > 0:
+        longest.append(document_sizes(token_batch, num_tokens, num_docs,
+                                      token_batch.device).max())
+    maxima = torch.stack(longest).tolist()
+    return BatchSizes(num_docs, maxima[0],
+                      maxima[1] if len(maxima) > 1 else num_tokens)
+
+
+def dense_index(batch: Tensor, num_docs: int, max_len: int) -> Tensor:
+    """``[L]`` row of every entry in the flattened ``[B * max_len]`` padded layout of a sorted
+    ``batch`` (``b * max_len + position in document b``); no host synchronisation."""
+    sizes = document_sizes(batch, batch.numel(), num_docs, batch.device)
+    return batch * max_len + local_positions(batch, sizes, batch.numel(), batch.device)
 
 
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
@@ -76,7 +113,9 @@ def to_dense_heads(x: Tensor, batch: Optional[Tensor], num_docs: int) -> tuple[T
 
 def document_attention(query: Tensor, key: Tensor, value: Tensor,
                        query_batch: Optional[Tensor], key_batch: Optional[Tensor],
-                       num_docs: int, dropout_p: float = 0.0) -> Tensor:
+                       num_docs: int, dropout_p: float = 0.0,
+                       max_query_len: Optional[int] = None,
+                       max_key_len: Optional[int] = None) -> Tensor:
     r"""Multi-head scaled dot-product attention of every query over the keys of its document.
 
     .. math::
@@ -96,6 +135,9 @@ def document_attention(query: Tensor, key: Tensor, value: Tensor,
         key_batch: ``[L_k]`` sorted document index, or ``None`` (one document).
         num_docs: ``B``, the number of documents.
         dropout_p: attention dropout (pass ``0.0`` in evaluation).
+        max_query_len, max_key_len: the longest document's queries and keys (from
+            :func:`batch_sizes`); with both given the call reads nothing back to the host.
+            ``None``: computed here (one read each).
 
     Returns:
         ``[L_q, H, d]``.
@@ -108,13 +150,28 @@ def document_attention(query: Tensor, key: Tensor, value: Tensor,
             value.transpose(0, 1).unsqueeze(0), dropout_p=dropout_p)
         return out.squeeze(0).transpose(0, 1)
 
-    q, q_mask = to_dense_heads(query, query_batch, num_docs)      # [B, H, Lq, d]
-    k, k_mask = to_dense_heads(key, key_batch, num_docs)          # [B, H, Lk, d]
-    v, _ = to_dense_heads(value, key_batch, num_docs)
-    if k.size(2) == 0:  # no keys in any document
+    assert query_batch is not None and key_batch is not None
+    if max_query_len is None:
+        max_query_len = int(document_sizes(query_batch, query.size(0), num_docs,
+                                           query.device).max())
+    if max_key_len is None:
+        max_key_len = (int(document_sizes(key_batch, key.size(0), num_docs, key.device).max())
+                       if key.size(0) else 0)
+    if max_key_len == 0:  # no keys in any document
         return query.new_zeros(query.shape[:-1] + value.shape[-1:])
+    B, Lq, Lk = num_docs, max_query_len, max_key_len
+    q_index = dense_index(query_batch, B, Lq)                      # [L_q] rows of [B * Lq]
+    k_index = dense_index(key_batch, B, Lk)
+    q = query.new_zeros((B * Lq,) + query.shape[1:]).index_copy(0, q_index, query)
+    k = key.new_zeros((B * Lk,) + key.shape[1:]).index_copy(0, k_index, key)
+    v = value.new_zeros((B * Lk,) + value.shape[1:]).index_copy(0, k_index, value)
+    k_mask = torch.zeros(B * Lk, dtype=torch.bool, device=key.device).index_fill(
+        0, k_index, True).view(B, Lk)
     # A document without keys attends uniformly to its zero padding: zero output, no NaN.
     k_mask = k_mask | ~k_mask.any(dim=1, keepdim=True)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=k_mask[:, None, None, :],
-                                         dropout_p=dropout_p)
-    return out.transpose(1, 2)[q_mask]                             # [Lq, H, d]
+    out = F.scaled_dot_product_attention(                          # [B, H, Lq, d]
+        q.view(B, Lq, *query.shape[1:]).transpose(1, 2),
+        k.view(B, Lk, *key.shape[1:]).transpose(1, 2),
+        v.view(B, Lk, *value.shape[1:]).transpose(1, 2),
+        attn_mask=k_mask[:, None, None, :], dropout_p=dropout_p)
+    return out.transpose(1, 2).reshape(B * Lq, out.size(1), out.size(3))[q_index]

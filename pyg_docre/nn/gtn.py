@@ -8,6 +8,7 @@ from torch import Tensor
 from torch_geometric import is_compiling
 from torch_geometric.typing import OptTensor
 
+from .attention import batch_sizes
 from .conv import GTNConv
 from .conv.gtn_checks import check_gtn_arguments, check_gtn_inputs
 
@@ -110,10 +111,14 @@ class GTN(torch.nn.Module):
                     check_gtn_inputs(self.convs[0], x, edge_index, edge_type, batch,
                                      node_entity, sentence_index, tx, token_batch,
                                      token_edge_index)
+        # Read the batch's sizes back once for all layers (every layer's tokens have the same
+        # documents), not once per attention call.
+        sizes = batch_sizes(batch, x.size(0), token_batch,
+                            0 if token_xs[0] is None else token_xs[0].size(0))
         outs = []
         for conv, tx in zip(self.convs, token_xs):
             x = conv(x, edge_index, edge_type, batch, node_entity, sentence_index, tx,
-                     token_batch, token_edge_index, check_inputs=False)
+                     token_batch, token_edge_index, check_inputs=False, sizes=sizes)
             outs.append(x)
         return outs if return_all_layers else x
 

@@ -18,7 +18,7 @@ from torch_geometric.utils import add_self_loops, scatter, softmax
 
 from .gtn_checks import check_gtn_arguments, check_gtn_inputs
 from .gtn_dense import dense_cross_attention, dense_local_heads, dense_self_attention
-from ..attention import document_attention
+from ..attention import BatchSizes, batch_sizes, document_attention
 
 __all__ = ["GTNConv"]
 
@@ -301,6 +301,7 @@ class GTNConv(MessagePassing):
         token_edge_index: OptTensor = None,
         return_attention_weights: None = None,
         check_inputs: Optional[bool] = None,
+        sizes: Optional[BatchSizes] = None,
     ) -> Tensor:
         ...
 
@@ -318,6 +319,7 @@ class GTNConv(MessagePassing):
         token_edge_index: OptTensor = None,
         return_attention_weights: bool = ...,
         check_inputs: Optional[bool] = None,
+        sizes: Optional[BatchSizes] = None,
     ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
         ...
 
@@ -334,6 +336,7 @@ class GTNConv(MessagePassing):
         token_edge_index: OptTensor = None,
         return_attention_weights: Optional[bool] = None,
         check_inputs: Optional[bool] = None,
+        sizes: Optional[BatchSizes] = None,
     ) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
         r"""Runs the layer on a batch of documents.
 
@@ -371,6 +374,11 @@ class GTNConv(MessagePassing):
                 (:func:`~pyg_docre.nn.conv.gtn_checks.check_gtn_inputs`; it reads tensors back
                 to the host). ``None`` (default): check, except under ``torch.compile``.
                 Callers that checked once for several layers pass ``False``.
+            sizes (BatchSizes, optional): the number of documents and the longest document's
+                nodes and tokens, :func:`~pyg_docre.nn.attention.batch_sizes` of ``batch``
+                and ``token_batch``. Given, the layer reads nothing back to the host (a stack
+                of layers computes it once); ``None``: computed here. Checked against the
+                batch with ``check_inputs``.
 
         Returns:
             ``[N, C]`` node features, or ``(out, (edge_index_with_self_loops, alpha))``.
@@ -385,18 +393,23 @@ class GTNConv(MessagePassing):
         if check_inputs:
             check_gtn_inputs(self, x, edge_index, edge_type, batch, node_entity, sentence_index,
                              token_x, token_batch, token_edge_index)
-        num_docs = 1 if batch is None or num_nodes == 0 else int(batch[-1]) + 1
+        num_tokens = 0 if token_x is None else token_x.size(0)
+        if sizes is None or check_inputs:
+            actual = batch_sizes(batch, num_nodes, token_batch, num_tokens)
+            if sizes is not None and tuple(sizes) != tuple(actual):
+                raise ValueError(f"sizes: {sizes} but batch and token_batch give {actual}")
+            sizes = actual
 
         # 1. Graph attention ----------------------------------------------------------------
         h, attn = self._graph_attention(x, edge_index, edge_type, batch, node_entity,
-                                        sentence_index, num_docs,
+                                        sentence_index, sizes,
                                         return_attention_weights is not None)
         h = self.norm_graph(x + F.dropout(self.lin_graph_out(h), self.dropout, self.training))
 
         # 2. Cross attention ----------------------------------------------------------------
         if self.cross_attention:
             assert token_x is not None
-            c = self._cross(h, batch, token_x, token_batch, token_edge_index, num_docs)
+            c = self._cross(h, batch, token_x, token_batch, token_edge_index, sizes)
             h = self.norm_cross(h + F.dropout(self.lin_cross_out(c), self.dropout,
                                               self.training))
 
@@ -426,9 +439,10 @@ class GTNConv(MessagePassing):
 
     def _graph_attention(self, x: Tensor, edge_index: OptTensor, edge_type: OptTensor,
                          batch: OptTensor, node_entity: OptTensor, sentence_index: OptTensor,
-                         num_docs: int, need_alpha: bool
+                         sizes: BatchSizes, need_alpha: bool
                          ) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
         N, K, d = x.size(0), self.num_edge_types, self.head_channels
+        num_docs = sizes.num_docs
         value = self.lin_value(x).view(N, self.heads, d)
         p = self.attention_dropout if self.training else 0.0
 
@@ -440,7 +454,8 @@ class GTNConv(MessagePassing):
                 key = torch.cat([key, self.lin_key_global(x)], dim=-1)
             query, key = query.view(N, self.heads, d), key.view(N, self.heads, d)
             if self.attention == "sparse":
-                out = document_attention(query, key, value, batch, batch, num_docs, p)
+                out = document_attention(query, key, value, batch, batch, num_docs, p,
+                                         sizes.max_num_nodes, sizes.max_num_nodes)
             else:
                 out = dense_self_attention(query, key, value, batch, batch, num_docs, p,
                                            self.training)
@@ -464,7 +479,8 @@ class GTNConv(MessagePassing):
             k_g = self.lin_key_global(x_tilde).view(N, 1, d)
             v_g = value[:, K:]
             if self.attention == "sparse":
-                parts.append(document_attention(q_g, k_g, v_g, batch, batch, num_docs, p))
+                parts.append(document_attention(q_g, k_g, v_g, batch, batch, num_docs, p,
+                                                sizes.max_num_nodes, sizes.max_num_nodes))
             else:
                 parts.append(dense_self_attention(q_g, k_g, v_g, batch, batch, num_docs, p,
                                                   self.training))
@@ -498,7 +514,7 @@ class GTNConv(MessagePassing):
 
     # ------------------------------------------------------------------------------------------
     def _cross(self, h: Tensor, batch: OptTensor, token_x: Tensor, token_batch: OptTensor,
-               token_edge_index: OptTensor, num_docs: int) -> Tensor:
+               token_edge_index: OptTensor, sizes: BatchSizes) -> Tensor:
         assert self.lin_cross_query is not None
         assert self.lin_cross_key is not None and self.lin_cross_value is not None
         N, T = h.size(0), token_x.size(0)
@@ -509,13 +525,14 @@ class GTNConv(MessagePassing):
         value = self.lin_cross_value(token_x).view(T, H, dc)
         if self.attention == "dense":
             return dense_cross_attention(
-                query, key, value, batch, token_batch, token_edge_index, num_docs, G,
+                query, key, value, batch, token_batch, token_edge_index, sizes.num_docs, G,
                 self.cross_local_heads, self.attention_dropout, self.training).reshape(N, H * dc)
         parts = []
         if G > 0:
             p = self.attention_dropout if self.training else 0.0
             parts.append(document_attention(query[:, :G], key[:, :G], value[:, :G], batch,
-                                            token_batch, num_docs, p))
+                                            token_batch, sizes.num_docs, p,
+                                            sizes.max_num_nodes, sizes.max_num_tokens))
         if self.cross_local_heads > 0:
             assert token_edge_index is not None
             parts.append(self._chunked_propagate(token_edge_index, query[:, G:], key[:, G:],
