@@ -48,25 +48,35 @@ def localized_context(hidden: Tensor, token_ptr: Tensor, mention_attention: list
         mention_attention: per document, ``[M_b, heads, T_b]`` attention rows of its mentions.
         mention_entity: ``[M]`` entity of each mention (offset into the batch's entities).
         entity_ptr: ``[B + 1]`` entity boundaries.
-        pairs: ``[2, P]`` (head, tail) entity indices (offset into the batch's entities).
-        pair_batch: ``[P]`` document of each pair.
+        pairs: ``[2, P]`` (head, tail) entity indices (offset into the batch's entities),
+            grouped by document in document order (as PyG's batching leaves them).
+        pair_batch: ``[P]`` document of each pair (sorted).
+
+    The token, entity and pair boundaries are read back to the host once for the batch (on a
+    GPU every read stops the host until the device's queue is empty), not per document.
     """
+    num_docs = len(mention_attention)
+    pair_ptr = torch.searchsorted(pair_batch, torch.arange(num_docs + 1,
+                                                           device=pair_batch.device))
+    bounds = torch.cat([token_ptr, entity_ptr, pair_ptr]).tolist()
+    tok, ent_ptr, pair_ptr_host = (bounds[:num_docs + 1], bounds[num_docs + 1:2 * num_docs + 2],
+                                   bounds[2 * num_docs + 2:])
     context = hidden.new_zeros(pairs.size(1), hidden.size(-1))
     mention_start = 0
     for b, att in enumerate(mention_attention):
         num_m = att.size(0)
-        ent = mention_entity[mention_start:mention_start + num_m] - entity_ptr[b]
+        ent = mention_entity[mention_start:mention_start + num_m] - ent_ptr[b]
         mention_start += num_m
-        pair_ids = (pair_batch == b).nonzero().view(-1)
-        if pair_ids.numel() == 0:
+        first, last = pair_ptr_host[b], pair_ptr_host[b + 1]
+        if first == last:
             continue
-        num_e = int(entity_ptr[b + 1] - entity_ptr[b])
+        num_e = ent_ptr[b + 1] - ent_ptr[b]
         entity_att = scatter(att, ent, dim=0, dim_size=num_e, reduce="mean")  # [E_b, H, T_b]
-        doc_hidden = hidden[token_ptr[b]:token_ptr[b + 1]]                       # [T_b, d]
-        for lo, hi in _pair_chunks(pair_ids.numel(), att.size(1) * att.size(2), chunk_elements):
-            ids = pair_ids[lo:hi]
-            h = pairs[0, ids] - entity_ptr[b]
-            t = pairs[1, ids] - entity_ptr[b]
+        doc_hidden = hidden[tok[b]:tok[b + 1]]                                   # [T_b, d]
+        for lo, hi in _pair_chunks(last - first, att.size(1) * att.size(2), chunk_elements):
+            ids = torch.arange(first + lo, first + hi, device=pairs.device)
+            h = pairs[0, first + lo:first + hi] - ent_ptr[b]
+            t = pairs[1, first + lo:first + hi] - ent_ptr[b]
             pair_att = (entity_att[h] * entity_att[t]).mean(dim=1)              # [p, T_b]
             pair_att = pair_att / (pair_att.sum(dim=1, keepdim=True) + 1e-5)
             # (under CUDA autocast the product is bf16/fp16 while ``hidden`` is float32:

@@ -1,4 +1,8 @@
 """DocREModel on real Re-DocRED documents with the embedded MiniLM encoder."""
+import sys
+from collections import Counter
+from pathlib import Path
+
 import pytest
 import torch
 from torch_geometric.loader import DataLoader
@@ -68,6 +72,14 @@ def test_localized_context_matches_a_per_pair_loop(batch):
     chunked = localized_context(hidden, ptr, att, batch["mention"].entity, entity_ptr, pairs,
                                 pair_batch, chunk_elements=chunk_elements)
     torch.testing.assert_close(chunked, ctx, atol=1e-6, rtol=1e-6)
+    # One read back to the host for the batch, not one per document (benchmarks/host_syncs.py)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import host_syncs
+    counts = Counter()
+    with host_syncs._SyncProneCalls(counts):
+        localized_context(hidden, ptr, att, batch["mention"].entity, entity_ptr, pairs,
+                          pair_batch, chunk_elements=chunk_elements)
+    assert sum(counts.values()) == 1 and next(iter(counts))[0] == "tolist", counts
 
 
 def test_classifier_chunks_equal_one_pass():
