@@ -94,7 +94,10 @@ def to_gtn_inputs(data: HeteroData) -> GTNInputs:
     device = data["mention"].entity.device
     batches = {t: _batch_vector(data, t).to(device) for t in _GRAPH_NODE_TYPES}
     num_docs = data["document"].num_nodes
-    counts = {t: torch.bincount(batches[t], minlength=num_docs) for t in _GRAPH_NODE_TYPES}
+    # (index_add, not bincount, and sizes from the stores: nothing is read back to the host,
+    # which on a GPU would stop it until the device's queue is empty)
+    counts = {t: torch.zeros(num_docs, dtype=torch.long, device=device).index_add_(
+        0, batches[t], torch.ones_like(batches[t])) for t in _GRAPH_NODE_TYPES}
     starts = {t: torch.cumsum(c, 0) - c for t, c in counts.items()}   # first node of each doc
     per_doc = counts["document"] + counts["mention"] + counts["entity"]
     doc_start = torch.cumsum(per_doc, 0) - per_doc
@@ -106,8 +109,9 @@ def to_gtn_inputs(data: HeteroData) -> GTNInputs:
         pos[t] = doc_start[b] + offset_in_doc[b] + local
         offset_in_doc = offset_in_doc + counts[t]
 
-    num_nodes = int(per_doc.sum())
-    batch = torch.repeat_interleave(torch.arange(num_docs, device=device), per_doc)
+    num_nodes = sum(batches[t].numel() for t in _GRAPH_NODE_TYPES)
+    batch = torch.repeat_interleave(torch.arange(num_docs, device=device), per_doc,
+                                    output_size=num_nodes)
 
     edge_index, edge_type = [], []
     for src, rel, dst in GRAPH_EDGE_TYPES:
