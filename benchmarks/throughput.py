@@ -442,7 +442,7 @@ def region_breakdown(events) -> dict:
                 total += duration
         elif event.sequence_nr >= 0 and not name.startswith(BACKWARD_EVENT):
             owner = _nearest_label(event)
-            if owner is not None and not _inside_backward(event):
+            if owner is not None and _enclosing_backward(event) is None:
                 forward_region[(event.thread, event.sequence_nr)] = owner.name
     for event in events:
         if not event.name.startswith(BACKWARD_EVENT):
@@ -494,10 +494,6 @@ def _enclosing_backward(event):
             return parent
         parent = parent.cpu_parent
     return None
-
-
-def _inside_backward(event) -> bool:
-    return _enclosing_backward(event) is not None
 
 
 def shares(breakdown: dict) -> dict:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from ..nn.attention import document_sizes
 from .hdg import EDGE_RELATIONS, GRAPH_EDGE_TYPES, TOKEN_EDGE_TYPES
 
 __all__ = ["GTNInputs", "to_gtn_inputs", "node_ptr", "pair_batch"]
@@ -94,10 +95,10 @@ def to_gtn_inputs(data: HeteroData) -> GTNInputs:
     device = data["mention"].entity.device
     batches = {t: _batch_vector(data, t).to(device) for t in _GRAPH_NODE_TYPES}
     num_docs = data["document"].num_nodes
-    # (index_add, not bincount, and sizes from the stores: nothing is read back to the host,
-    # which on a GPU would stop it until the device's queue is empty)
-    counts = {t: torch.zeros(num_docs, dtype=torch.long, device=device).index_add_(
-        0, batches[t], torch.ones_like(batches[t])) for t in _GRAPH_NODE_TYPES}
+    # (document_sizes and the sizes of the stores: nothing is read back to the host, which on
+    # a GPU would stop it until the device's queue is empty)
+    counts = {t: document_sizes(batches[t], batches[t].numel(), num_docs, device)
+              for t in _GRAPH_NODE_TYPES}
     starts = {t: torch.cumsum(c, 0) - c for t, c in counts.items()}   # first node of each doc
     per_doc = counts["document"] + counts["mention"] + counts["entity"]
     doc_start = torch.cumsum(per_doc, 0) - per_doc
