@@ -35,7 +35,8 @@ def _pair_chunks(num_pairs: int, elements_per_pair: int, budget: int):
 
 def localized_context(hidden: Tensor, token_ptr: Tensor, mention_attention: list[Tensor],
                       mention_entity: Tensor, entity_ptr: Tensor, pairs: Tensor,
-                      pair_batch: Tensor, chunk_elements: int = CHUNK_ELEMENTS) -> Tensor:
+                      pair_batch: Tensor, chunk_elements: int = CHUNK_ELEMENTS,
+                      bounds: tuple[list[int], list[int], list[int]] | None = None) -> Tensor:
     """Localized context embeddings ``c [P, d]`` of every candidate pair (eq. 4).
 
     The pairs of a document are processed in chunks whose ``[chunk, heads, T_b]`` products stay
@@ -51,16 +52,18 @@ def localized_context(hidden: Tensor, token_ptr: Tensor, mention_attention: list
         pairs: ``[2, P]`` (head, tail) entity indices (offset into the batch's entities),
             grouped by document in document order (as PyG's batching leaves them).
         pair_batch: ``[P]`` document of each pair (sorted).
-
-    The token, entity and pair boundaries are read back to the host once for the batch (on a
-    GPU every read stops the host until the device's queue is empty), not per document.
+        bounds: the token, entity and pair boundaries (``B + 1`` each) as host lists, when the
+            caller has them; by default they are read back to the host, once for the batch (on
+            a GPU every read stops the host until the device's queue is empty).
     """
     num_docs = len(mention_attention)
-    pair_ptr = torch.searchsorted(pair_batch, torch.arange(num_docs + 1,
-                                                           device=pair_batch.device))
-    bounds = torch.cat([token_ptr, entity_ptr, pair_ptr]).tolist()
-    tok, ent_ptr, pair_ptr_host = (bounds[:num_docs + 1], bounds[num_docs + 1:2 * num_docs + 2],
-                                   bounds[2 * num_docs + 2:])
+    if bounds is None:
+        pair_ptr = torch.searchsorted(pair_batch, torch.arange(num_docs + 1,
+                                                               device=pair_batch.device))
+        flat = torch.cat([token_ptr, entity_ptr, pair_ptr]).tolist()
+        bounds = (flat[:num_docs + 1], flat[num_docs + 1:2 * num_docs + 2],
+                  flat[2 * num_docs + 2:])
+    tok, ent_ptr, pair_ptr_host = bounds
     context = hidden.new_zeros(pairs.size(1), hidden.size(-1))
     mention_start = 0
     for b, att in enumerate(mention_attention):

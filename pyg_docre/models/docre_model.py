@@ -31,6 +31,7 @@ from pyg_docre.config import (ConfigError, ModelConfig, ObjectivesConfig, build_
 from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, node_ptr, pair_batch, to_gtn_inputs
 from pyg_docre.io import atomic_write_dir, recover_dir
 from pyg_docre.nn.encoder import WindowedEncoder, select_attention_implementation
+from pyg_docre.nn.attention import BatchSizes, document_sizes
 from pyg_docre.nn.gtn import GTN
 from pyg_docre.pretrained import resolve_pretrained
 
@@ -134,11 +135,12 @@ class DocREModel(nn.Module):
         encoder_ids = {id(p) for p in self.encoder.parameters()}
         return [p for p in self.parameters() if id(p) not in encoder_ids]
 
-    def run_gtn(self, x: Tensor, view: GTNInputs, token_x: Tensor) -> Tensor:
+    def run_gtn(self, x: Tensor, view: GTNInputs, token_x: Tensor,
+                sizes: BatchSizes | None = None) -> Tensor:
         # build_hdg validated the graph when it was built, so the layers' host-side input checks
         # (a dozen synchronisations per call) run only in PyG's debug mode.
         return self.gtn(x, token_x=token_x, check_inputs=torch_geometric.is_debug_enabled(),
-                        **view.graph_kwargs())
+                        sizes=sizes, **view.graph_kwargs())
 
     def forward(self, data, view: GTNInputs | None = None) -> DocREOutput:
         """Score every candidate pair of a (batched) HDG.
@@ -147,35 +149,40 @@ class DocREModel(nn.Module):
         training mode and when the objectives ask for them.
         """
         view = to_gtn_inputs(data) if view is None else view
-        token_ptr = node_ptr(data, "token")
-        enc = self.encoder(data["token"].input_ids, token_ptr,
-                           query_index=data["mention"].token_index,
-                           num_prefix_special=_first_int(data.num_prefix_special),
-                           num_suffix_special=_first_int(data.num_suffix_special),
-                           layers=self.distill_layers if self.training else ())
+        token_ptr, entity_ptr = node_ptr(data, "token"), node_ptr(data, "entity")
+        pairs = data[PAIR_EDGE_TYPE].edge_index
+        pairs_batch = pair_batch(pairs, entity_ptr)
+        host = read_host_values(data, token_ptr, entity_ptr, pairs_batch,
+                                view if self.gtn is not None else None)
+        # (build_hdg put every document's special tokens in place: the encoder's check of the
+        # split documents' edges, a read from the device, runs only in PyG's debug mode)
+        enc = self.encoder(data["token"].input_ids, host.token_ptr, query_index=host.queries,
+                           num_prefix_special=host.num_prefix_special,
+                           num_suffix_special=host.num_suffix_special,
+                           layers=self.distill_layers if self.training else (),
+                           check_inputs=torch_geometric.is_debug_enabled())
         hidden = enc.hidden
         x0 = node_features(hidden, data, view)
         out = DocREOutput(logits=None, node_features=x0)
         if self.gtn is None:
             entity_x = x0[view.entity_pos]
         else:
-            out.gtn_output = self.run_gtn(x0, view, hidden)
+            out.gtn_output = self.run_gtn(x0, view, hidden, host.gtn_sizes)
             entity_x = out.gtn_output[view.entity_pos]
             if self.training:
                 out.layer_features = {l: node_features(enc.layer_hidden[l], data, view)
                                       for l in self.distill_layers}
                 if self.reconstruction:
-                    out.reconstruction = self._reconstruct(x0, view, hidden)
+                    out.reconstruction = self._reconstruct(x0, view, hidden, host.gtn_sizes)
 
-        pairs = data[PAIR_EDGE_TYPE].edge_index
-        entity_ptr = node_ptr(data, "entity")
         context = localized_context(hidden, token_ptr, enc.query_attention,
-                                    data["mention"].entity, entity_ptr, pairs,
-                                    pair_batch(pairs, entity_ptr))
+                                    data["mention"].entity, entity_ptr, pairs, pairs_batch,
+                                    bounds=(host.token_ptr, host.entity_ptr, host.pair_ptr))
         out.logits = self.classifier(entity_x[pairs[0]], entity_x[pairs[1]], context)
         return out
 
-    def _reconstruct(self, x0: Tensor, view: GTNInputs, hidden: Tensor):
+    def _reconstruct(self, x0: Tensor, view: GTNInputs, hidden: Tensor,
+                     sizes: BatchSizes | None = None):
         """Mask a random ``mask_ratio`` of the mention nodes, run the GTN again (eq. 7)."""
         mentions = view.mention_pos
         if mentions.numel() == 0:
@@ -185,7 +192,7 @@ class DocREModel(nn.Module):
         keep = torch.ones(x0.size(0), 1, dtype=x0.dtype, device=x0.device)
         keep[masked] = 0
         x_masked = x0 * keep + (1 - keep) * self.mask_vector.to(x0.dtype)
-        out = self.run_gtn(x_masked, view, hidden)
+        out = self.run_gtn(x_masked, view, hidden, sizes)
         return out[masked], x0[masked].detach()
 
     # ----------------------------------------------------------------------------------------
@@ -277,6 +284,57 @@ def _model_arguments(meta: dict) -> tuple[ModelConfig, dict]:
         objectives = build_section(ObjectivesConfig, meta["objectives"], "objectives.")
         outputs = objectives.model_outputs(model_config.baseline)
     return model_config, outputs
+
+
+@dataclass
+class HostValues:
+    """What the forward pass needs to know on the host about its batch (lists of ints)."""
+
+    token_ptr: list[int]            #: ``B + 1`` token boundaries
+    entity_ptr: list[int]           #: ``B + 1`` entity boundaries
+    pair_ptr: list[int]             #: ``B + 1`` candidate-pair boundaries
+    queries: list[int]              #: ``M`` flat token positions of the mentions' ``*``
+    num_prefix_special: int
+    num_suffix_special: int
+    gtn_sizes: BatchSizes | None    #: the GTN's batch sizes (``None`` without a GTN)
+
+
+def read_host_values(data, token_ptr: Tensor, entity_ptr: Tensor, pairs_batch: Tensor,
+                     view: GTNInputs | None = None) -> HostValues:
+    """The batch's boundaries, mention queries, special token counts and (with ``view``) the
+    GTN's sizes, read back from the device in one copy.
+
+    The encoder plans its windows from them on the host, the GTN and context pooling take them
+    as given: on a GPU the host then waits for the device's queue once per forward pass
+    instead of at each of these places.
+    """
+    num_docs = data["document"].num_nodes
+    query = data["mention"].token_index
+    device = query.device
+    pair_ptr = torch.searchsorted(pairs_batch, torch.arange(num_docs + 1, device=device))
+    specials = [data.num_prefix_special, data.num_suffix_special]
+    batched = [isinstance(v, Tensor) and v.device == device for v in specials]
+    parts = [token_ptr, entity_ptr, pair_ptr, query]
+    parts += [v for v, on_device in zip(specials, batched) if on_device]
+    if view is not None:        # the longest document's GTN nodes
+        parts.append(document_sizes(view.batch, view.num_nodes, num_docs, device).max()
+                     if view.num_nodes else torch.zeros((), dtype=torch.long, device=device))
+    values = torch.cat([t.reshape(-1).long() for t in parts]).tolist()
+    sizes = [t.numel() for t in parts]
+    bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    host = [values[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    tok, ent, pair, queries = host[:4]
+    rest = iter(host[4:])
+    prefix, suffix = (_first_int(next(rest) if on_device else v)
+                      for v, on_device in zip(specials, batched))
+    gtn_sizes = None
+    if view is not None:
+        longest_tokens = max((b - a for a, b in zip(tok[:-1], tok[1:])), default=0)
+        gtn_sizes = (BatchSizes(num_docs, next(rest)[0], longest_tokens) if view.num_nodes
+                     else BatchSizes(1, 0, tok[-1]))
+    return HostValues(token_ptr=tok, entity_ptr=ent, pair_ptr=pair, queries=queries,
+                      num_prefix_special=prefix, num_suffix_special=suffix,
+                      gtn_sizes=gtn_sizes)
 
 
 def _first_int(value) -> int:

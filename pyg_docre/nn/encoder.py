@@ -15,7 +15,8 @@ afresh). The number of windows is the smallest ``n`` for which consecutive windo
 content token (the first window starts at content token 0, the last ends at content token ``C``;
 every window is full). All windows of all documents of the batch run through the model, the
 longest first, in padded batches of at most ``max_windows_per_forward`` windows whose padding
-stays within ``max_padding`` (:func:`plan_forward_batches`). Padding changes no result beyond
+stays within ``max_padding`` (:func:`plan_forward_batches`; the whole plan is made on the host,
+:mod:`pyg_docre.nn.window_plan`). Padding changes no result beyond
 float rounding (padded keys are masked), but it costs compute where the device runs the padded
 positions one after another: by default (``"auto"``) a CPU batches only windows of equal length
 (a typical batch of 4 Re-DocRED documents is 24% padding), a GPU pads freely.
@@ -71,7 +72,9 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import to_dense_batch
+
+from pyg_docre.nn.window_plan import (ForwardCall, check_max_padding, plan_batch,
+                                      plan_forward_batches, plan_windows)
 
 __all__ = [
     "WindowedEncoder",
@@ -128,69 +131,6 @@ class WindowedEncoderOutput:
         if self.query_attention is None:
             raise ValueError("no queries were given")
         return self.query_attention[int(self.query_batch[i])][int(self.query_local[i])]
-
-
-def plan_windows(num_content: int, window_content: int, overlap: int) -> list[tuple[int, int]]:
-    """Content ranges ``[start, end)`` of the windows of a document with ``num_content`` tokens.
-
-    One window ``(0, num_content)`` when it fits in ``window_content``; otherwise the fewest full
-    windows of ``window_content`` tokens in which consecutive windows share at least ``overlap``
-    tokens, spread evenly (first starts at 0, last ends at ``num_content``).
-    """
-    if window_content < 1:
-        raise ValueError(f"window_content must be >= 1, got {window_content}")
-    if not 0 <= overlap < window_content:
-        raise ValueError(f"overlap must be in [0, {window_content}), got {overlap}")
-    if num_content <= window_content:
-        return [(0, num_content)]
-    step = window_content - overlap
-    last_start = num_content - window_content
-    n = 1 + -(-last_start // step)                    # 1 + ceil(last_start / step)
-    starts = [i * last_start // (n - 1) for i in range(n)]
-    return [(s, s + window_content) for s in starts]
-
-
-def plan_forward_batches(lengths: Sequence[int], max_windows: int | None = None,
-                         max_padding: float | None = None) -> list[list[int]]:
-    """Group windows into model calls: indices into ``lengths``, longest first.
-
-    A call takes the next windows in order of decreasing length until it holds ``max_windows``
-    (``None``: no limit) or the next window would make the call's padding, i.e.
-    ``(k * n_max - sum(n_i)) / (k * n_max)`` for ``k`` windows padded to the longest
-    ``n_max``, exceed ``max_padding`` (``None``: no limit; ``0.0``: only windows of equal length
-    share a call). Ties keep the input order.
-    """
-    if max_windows is not None and max_windows < 1:
-        raise ValueError(f"max_windows must be >= 1 or None, got {max_windows}")
-    check_max_padding(max_padding, allow_auto=False)
-    order = sorted(range(len(lengths)), key=lambda w: -lengths[w])
-    batches: list[list[int]] = []
-    total = 0
-    for w in order:
-        if batches:
-            batch = batches[-1]
-            width = lengths[batch[0]]               # the longest window of the call
-            cells = width * (len(batch) + 1)
-            fits = max_windows is None or len(batch) < max_windows
-            if fits and (max_padding is None
-                         or cells - (total + lengths[w]) <= max_padding * cells):
-                batch.append(w)
-                total += lengths[w]
-                continue
-        batches.append([w])
-        total = lengths[w]
-    return batches
-
-
-def check_max_padding(value, allow_auto: bool = True) -> None:
-    """Raise ``ValueError`` unless ``value`` is a valid ``max_padding``: ``None``, a number in
-    ``[0, 1]`` (not a bool), or (``allow_auto``) ``"auto"``. The message has no argument name,
-    so that callers (the layer, the config) can put theirs in front."""
-    if value is None or (allow_auto and value == "auto"):
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        choices = ("'auto', " if allow_auto else "") + "null or a number in [0, 1]"
-        raise ValueError(f"must be {choices}, got {value!r}")
 
 
 def position_limit(model_or_config) -> int | None:
@@ -436,7 +376,8 @@ class WindowedEncoder(nn.Module):
     def forward(self, input_ids: Tensor, ptr: Tensor | Sequence[int],
                 query_index: Tensor | None = None, num_prefix_special: int | None = None,
                 num_suffix_special: int | None = None,
-                layers: Sequence[int] | None = None) -> WindowedEncoderOutput:
+                layers: Sequence[int] | None = None,
+                check_inputs: bool = True) -> WindowedEncoderOutput:
         """Encode a batch of documents.
 
         Args:
@@ -449,6 +390,14 @@ class WindowedEncoder(nn.Module):
             layers: the ``hidden_states`` indices to return in ``layer_hidden`` for this call,
                 a subset of the module's ``layers`` (default: all of them); ``()`` skips the
                 intermediate layers, e.g. in inference.
+            check_inputs: check that every split document starts and ends with its special
+                tokens (when the module knows their ids); on a GPU this reads the input back
+                once more (callers whose inputs come from :func:`~pyg_docre.data.build_hdg`,
+                which builds them so, may skip it).
+
+        The windows are planned on the host (:mod:`pyg_docre.nn.window_plan`) from ``ptr`` and
+        ``query_index``, which are read back once when they are on the device; pass them as
+        CPU tensors or lists and the call never waits for the device.
         """
         device = self._device()
         if layers is None:
@@ -460,10 +409,12 @@ class WindowedEncoder(nn.Module):
                 raise ValueError(f"layers {unknown} are not among this encoder's layers "
                                  f"{self.layers}")
         input_ids = torch.as_tensor(input_ids, device=device).long()
-        ptr_t = torch.as_tensor(ptr).long()  # device: host (window planning)
+        ptr_t = torch.as_tensor(ptr).long()  # device: host (as given; the plan is host-side)
         if input_ids.dim() != 1 or ptr_t.dim() != 1 or ptr_t.numel() < 1:
             raise ValueError("input_ids must be [T_total] and ptr [B+1]")
-        ptr_list = ptr_t.tolist()
+        want_attention = query_index is not None
+        # the plan is computed on the host: one read of these values when they are on the device
+        ptr_list, query_list = _to_host(ptr, query_index)
         total = input_ids.numel()
         if ptr_list[0] != 0 or ptr_list[-1] != total or any(
                 a >= b for a, b in zip(ptr_list[:-1], ptr_list[1:])):
@@ -476,106 +427,56 @@ class WindowedEncoder(nn.Module):
             raise ValueError(f"max_length={self.max_length} leaves no room for content between "
                              f"{p} prefix and {s} suffix special tokens")
         overlap = window_content // 4 if self.overlap is None else int(self.overlap)
-        want_attention = query_index is not None
         if want_attention:
             if not self.attention:
                 raise ValueError("this WindowedEncoder was built with attention=False")
             self._check_eager()
-            query_index = torch.as_tensor(query_index, device=device).long().reshape(-1).contiguous()
-            if query_index.numel() and (query_index.min() < 0 or query_index.max() >= total):
+            if query_list and (min(query_list) < 0 or max(query_list) >= total):
                 raise IndexError(f"query_index out of range [0, {total})")
 
-        # ---- plan the windows --------------------------------------------------------------
-        # per window: flat source positions of its tokens, and which of them it owns
-        win_src: list[Tensor] = []
-        win_own: list[Tensor] = []
-        doc_windows: list[list[tuple[int, int]]] = []     # content ranges per document
-        doc_first_window: list[int] = []
-        arange = torch.arange(max(self.max_length, 1), device=device)
-        for b in range(len(ptr_list) - 1):
-            start, end = ptr_list[b], ptr_list[b + 1]
-            length = end - start
-            if length < p + s:
-                raise ValueError(f"document {b} has {length} tokens, fewer than its {p} + {s} "
-                                 f"special tokens")
-            doc_first_window.append(len(win_src))
-            if length <= self.max_length:
-                ranges = [(0, length - p - s)]
-                win_src.append(arange[:length] + start)
-                win_own.append(torch.ones(length, dtype=torch.bool, device=device))
-                doc_windows.append(ranges)
-                continue
-            self._check_specials(input_ids, start, end, p, s, b)
-            ranges = plan_windows(length - p - s, window_content, overlap)
-            doc_windows.append(ranges)
-            prefix = arange[:p] + start
-            suffix = arange[:s] + (end - s)
-            for i, (cs, ce) in enumerate(ranges):
-                content = arange[:ce - cs] + (start + p + cs)
-                win_src.append(torch.cat([prefix, content, suffix]))
-                own = torch.ones(p + (ce - cs) + s, dtype=torch.bool, device=device)
-                if i > 0:
-                    own[:p] = False
-                if i < len(ranges) - 1:
-                    own[p + (ce - cs):] = False
-                win_own.append(own)
-
-        num_docs = len(ptr_list) - 1
-        doc_start = torch.tensor(ptr_list[:-1], device=device, dtype=torch.long)
-        doc_len = torch.tensor([b - a for a, b in zip(ptr_list[:-1], ptr_list[1:])],
-                               device=device, dtype=torch.long)
-
-        # ---- plan the query rows: (query, window, row inside the window) triples -------------
-        if want_attention:
-            q_plan = self._plan_queries(query_index, ptr_t.to(device), doc_windows,
-                                        doc_first_window, p, s, window_content)
-        else:
-            q_plan = None
-
-        # ---- run the windows, longest first, in batches -------------------------------------
         max_padding = self.max_padding
         if max_padding == "auto":
             max_padding = 0.0 if device.type == "cpu" else None
-        forward_batches = plan_forward_batches([w.numel() for w in win_src],
-                                               self.max_windows_per_forward, max_padding)
+        explicit = want_attention and self.attention_rows == "explicit"
+        heads = self.num_heads if want_attention else 0
+        query_host = (torch.tensor(query_list, dtype=torch.long)  # device: host (planning)
+                      if want_attention else None)
+        plan = plan_batch(ptr_list, query_host, max_length=self.max_length, p=p, s=s,
+                          overlap=overlap, max_windows=self.max_windows_per_forward,
+                          max_padding=max_padding, heads=heads, explicit_rows=explicit)
+        if check_inputs:
+            self._check_specials(input_ids, ptr_list, plan.doc_windows, p, s)
+        plan = plan.to(device)
+
+        # ---- run the windows, longest first, in batches -------------------------------------
         dtype = self._dtype()
-        kept_dst: list[Tensor] = []
         kept_last: list[Tensor] = []
         kept_layers: dict[int, list[Tensor]] = {l: [] for l in layers}
-        heads = self.num_heads if want_attention else 0
         if want_attention:
-            flat_att, att_layout = self._query_buffer(q_plan, doc_len, heads, dtype, device)
             att_updates: list[tuple[Tensor, Tensor]] = []
-        for ids_of_chunk in forward_batches:
-            n_max = max(win_src[w].numel() for w in ids_of_chunk)
-            src = torch.full((len(ids_of_chunk), n_max), -1, dtype=torch.long, device=device)
-            own = torch.zeros((len(ids_of_chunk), n_max), dtype=torch.bool, device=device)
-            for j, w in enumerate(ids_of_chunk):
-                src[j, :win_src[w].numel()] = win_src[w]
-                own[j, :win_own[w].numel()] = win_own[w]
+        for call in plan.calls:
+            src, own_index = call.tensors["src"], call.tensors["own_index"]
             valid = src >= 0
             ids = torch.where(valid, input_ids[src.clamp(min=0)],
                               torch.full_like(src, self.pad_token_id))
-            explicit = want_attention and self.attention_rows == "explicit"
-            out = self.model(input_ids=ids, attention_mask=valid.long(),
+            # (without padding no mask: the model would read one back to find that out)
+            out = self.model(input_ids=ids, attention_mask=valid.long() if call.padded else None,
                              output_hidden_states=bool(layers) or explicit,
                              output_attentions=want_attention and not explicit)
-            kept_dst.append(src[own])
-            kept_last.append(out.last_hidden_state[own])
+            kept_last.append(out.last_hidden_state.flatten(0, 1)[own_index])
             if layers:
                 states = out.hidden_states
                 if not states:
                     raise RuntimeError(f"{type(self.model).__name__} returned no hidden_states")
                 for l in layers:
-                    kept_layers[l].append(states[l][own])
-            if want_attention:
-                att_updates.append(self._gather_rows(out, ids_of_chunk, src, own, valid, q_plan,
-                                                     doc_start, att_layout))
+                    kept_layers[l].append(states[l].flatten(0, 1)[own_index])
+            if want_attention and call.num_triples:
+                att_updates.append(self._gather_rows(out, valid, call, heads))
 
         # ---- merge token states: mean over owning windows ------------------------------------
         d = self.hidden_size
-        if kept_dst:
-            dst = torch.cat(kept_dst)
+        if kept_last:
+            dst = plan.dst
             count = torch.zeros(total, dtype=dtype, device=device).index_add_(
                 0, dst, torch.ones_like(dst, dtype=dtype))
             inv = count.reciprocal().unsqueeze(-1)
@@ -591,21 +492,19 @@ class WindowedEncoder(nn.Module):
             hidden = torch.zeros(0, d, dtype=dtype, device=device)
             layer_hidden = {l: hidden for l in layers}
 
-        result = WindowedEncoderOutput(
-            hidden=hidden, layer_hidden=layer_hidden, ptr=ptr_t,
-            num_windows=torch.tensor([len(r) for r in doc_windows]))  # device: host (metadata)
+        result = WindowedEncoderOutput(hidden=hidden, layer_hidden=layer_hidden, ptr=ptr_t,
+                                       num_windows=torch.tensor(plan.num_windows))  # device: host
         if want_attention:
-            idx = torch.cat([u[0] for u in att_updates]) if att_updates else \
-                torch.zeros(0, dtype=torch.long, device=device)
-            val = torch.cat([u[1] for u in att_updates]) if att_updates else \
-                torch.zeros(0, dtype=dtype, device=device)
-            flat_att = flat_att.index_add(0, idx, val.to(flat_att.dtype))
-            offsets, shapes = att_layout["doc_offset"], att_layout["doc_shape"]
-            result.query_attention = [flat_att[offsets[b]:offsets[b] + shapes[b][0] * heads *
-                                               shapes[b][1]].view(shapes[b][0], heads, shapes[b][1])
-                                      for b in range(num_docs)]
-            result.query_batch = q_plan["query_doc"]
-            result.query_local = q_plan["query_local"]
+            flat_att = torch.zeros(plan.buffer_size, dtype=dtype, device=device)
+            if att_updates:
+                idx = torch.cat([u[0] for u in att_updates])
+                val = torch.cat([u[1] for u in att_updates])
+                flat_att = flat_att.index_add(0, idx, val.to(flat_att.dtype))
+            result.query_attention = [
+                flat_att[offset:offset + q * heads * t].view(q, heads, t)
+                for offset, (q, t) in zip(plan.doc_offset, plan.doc_shape)]
+            result.query_batch = plan.query_doc
+            result.query_local = plan.query_local
         return result
 
     # ------------------------------------------------------------------------------------------
@@ -621,93 +520,35 @@ class WindowedEncoder(nn.Module):
         except StopIteration:
             return torch.get_default_dtype()
 
-    def _check_specials(self, input_ids: Tensor, start: int, end: int, p: int, s: int,
-                        b: int) -> None:
-        """A split document's first ``p`` / last ``s`` tokens must be special tokens (if known)."""
+    def _check_specials(self, input_ids: Tensor, ptr: list[int], doc_windows, p: int,
+                        s: int) -> None:
+        """A split document's first ``p`` / last ``s`` tokens must be special tokens (if known).
+
+        One read of the edge tokens of all split documents."""
         if not self.special_ids:
             return
-        edge = torch.cat([input_ids[start:start + p], input_ids[end - s:end]]).tolist()
-        bad = [t for t in edge if t not in self.special_ids]
-        if bad:
-            raise ValueError(f"document {b}: expected {p} prefix and {s} suffix special tokens "
-                             f"(ids {sorted(self.special_ids)}), found {edge}; pass "
-                             f"num_prefix_special / num_suffix_special matching the tokenizer")
+        split = [b for b, ranges in enumerate(doc_windows) if len(ranges) > 1]
+        if not split:
+            return
+        positions = [i for b in split for i in (list(range(ptr[b], ptr[b] + p))
+                                                + list(range(ptr[b + 1] - s, ptr[b + 1])))]
+        edges = input_ids[torch.tensor(positions, device=input_ids.device)].tolist()
+        for k, b in enumerate(split):
+            edge = edges[k * (p + s):(k + 1) * (p + s)]
+            bad = [t for t in edge if t not in self.special_ids]
+            if bad:
+                raise ValueError(f"document {b}: expected {p} prefix and {s} suffix special "
+                                 f"tokens (ids {sorted(self.special_ids)}), found {edge}; pass "
+                                 f"num_prefix_special / num_suffix_special matching the "
+                                 f"tokenizer")
 
-    @staticmethod
-    def _plan_queries(query_index: Tensor, ptr: Tensor, doc_windows, doc_first_window,
-                      p: int, s: int, window_content: int) -> dict:
-        """Which windows own each query, and the query's row inside each of them."""
-        device = query_index.device
-        query_doc = torch.searchsorted(ptr[1:].contiguous(), query_index, right=True)
-        pos = query_index - ptr[query_doc]                      # position in its document
-        num_docs = len(doc_windows)
-        doc_count = torch.bincount(query_doc, minlength=num_docs)
-        # rank of each query among the queries of its document, in query_index order
-        order = torch.argsort(query_doc, stable=True)
-        first_of_doc = torch.cumsum(doc_count, 0) - doc_count
-        query_local = torch.empty_like(query_index)
-        query_local[order] = (torch.arange(query_index.numel(), device=device)
-                              - first_of_doc[query_doc[order]])
-        # documents that are one window (the usual case): one triple per query, vectorised
-        one_window = torch.tensor([len(r) == 1 for r in doc_windows], dtype=torch.bool,
-                                  device=device)
-        first_window = torch.tensor(doc_first_window, dtype=torch.long, device=device)
-        single = one_window[query_doc] if num_docs else query_doc.new_zeros(0, dtype=torch.bool)
-        sel = single.nonzero().view(-1)
-        trip_q, trip_w, trip_r = [sel], [first_window[query_doc[sel]]], [pos[sel]]
-        for b in range(num_docs):
-            ranges = doc_windows[b]
-            if len(ranges) == 1:
-                continue
-            sel = (query_doc == b).nonzero().view(-1)
-            if sel.numel() == 0:
-                continue
-            first = doc_first_window[b]
-            t = pos[sel]
-            length = int(ptr[b + 1] - ptr[b])
-            starts = torch.tensor([r[0] for r in ranges], device=device)
-            c = t - p                                            # content position
-            is_content = (t >= p) & (t < length - s)
-            member = is_content[:, None] & (starts[None, :] <= c[:, None]) \
-                & (c[:, None] < starts[None, :] + window_content)
-            member[:, 0] |= t < p                                # prefix: first window
-            member[:, -1] |= t >= length - s                     # suffix: last window
-            qi, wi = member.nonzero(as_tuple=True)
-            tq = t[qi]
-            row = torch.where(tq < p, tq,
-                              torch.where(tq >= length - s, tq - (length - s) + p + window_content,
-                                          tq - starts[wi]))     # p + (c - start)
-            trip_q.append(sel[qi])
-            trip_w.append(wi + first)
-            trip_r.append(row)
-        cat = (lambda xs: torch.cat(xs) if xs else torch.zeros(0, dtype=torch.long, device=device))
-        trip_q, trip_w, trip_r = cat(trip_q), cat(trip_w), cat(trip_r)
-        windows_per_query = torch.bincount(trip_q, minlength=query_index.numel())
-        return {"query_doc": query_doc, "query_local": query_local, "doc_count": doc_count,
-                "trip_q": trip_q, "trip_w": trip_w, "trip_r": trip_r,
-                "windows_per_query": windows_per_query}
-
-    @staticmethod
-    def _query_buffer(q_plan: dict, doc_len: Tensor, heads: int, dtype, device):
-        """A flat buffer holding every document's ``[Q_b, heads, T_b]`` block, and its layout."""
-        counts = q_plan["doc_count"].tolist()
-        lengths = doc_len.tolist()
-        sizes = [q * heads * t for q, t in zip(counts, lengths)]
-        offsets, acc = [], 0
-        for size in sizes:
-            offsets.append(acc)
-            acc += size
-        layout = {"doc_offset": offsets, "doc_shape": list(zip(counts, lengths)),
-                  "doc_offset_t": torch.tensor(offsets, dtype=torch.long, device=device),
-                  "doc_len_t": doc_len}
-        return torch.zeros(acc, dtype=dtype, device=device), layout
-
-    def _explicit_rows(self, out, valid: Tensor, w: Tensor, r: Tensor) -> Tensor:
+    def _explicit_rows(self, out, valid: Tensor, call: ForwardCall) -> Tensor:
         r"""``[P, H, N]`` last-layer attention rows ``softmax(q_r K^T / \sqrt{d_h} + mask)`` of
-        the tokens ``r [P]`` of the windows ``w [P]`` (chunk-local), from the last layer's input.
+        the call's triples (token ``r`` of window ``w``), from the last layer's input.
 
-        Queries are grouped by window (``[Wc, Q_max, H, d_h]``), so the scores take
-        ``[Wc, H, Q_max, N]``, never the full ``[Wc, H, N, N]`` map.
+        Queries are grouped by window (``[Wc, Q_max, H, d_h]``, as ``to_dense_batch`` would with
+        the plan's ``dense_pos``), so the scores take ``[Wc, H, Q_max, N]``, never the full
+        ``[Wc, H, N, N]`` map.
         """
         attention = last_self_attention(self.model)
         states = out.hidden_states
@@ -719,57 +560,55 @@ class WindowedEncoder(nn.Module):
         key = attention.key(layer_input)
         head_dim = key.size(-1) // heads
         key = key.view(num_windows, n, heads, head_dim)         # [Wc, N, H, dh]
-        order = torch.argsort(w, stable=True)
-        w_sorted = w[order]
-        query = attention.query(layer_input[w_sorted, r[order]]).view(-1, heads, head_dim)
-        query, slot = to_dense_batch(query, w_sorted, batch_size=num_windows)  # [Wc, Qm, H, dh]
+        t = call.tensors
+        query = attention.query(layer_input[t["w_sorted"], t["r_sorted"]])
+        query = query.view(-1, heads, head_dim)                 # [P, H, dh], by window
+        query = query.new_zeros(num_windows * call.q_max, heads, head_dim).index_copy(
+            0, t["dense_pos"], query).view(num_windows, call.q_max, heads, head_dim)
         scaling = getattr(attention, "scaling", None) or head_dim ** -0.5
         scores = torch.einsum("wqhd,wnhd->whqn", query, key) * scaling
         scores = scores.masked_fill(~valid[:, None, None, :], torch.finfo(scores.dtype).min)
         probs = scores.softmax(dim=-1)
         dropout = getattr(getattr(attention, "dropout", None), "p", 0.0)
         probs = nn.functional.dropout(probs, p=dropout, training=attention.training and dropout > 0)
-        rows = probs.transpose(1, 2)[slot]                      # [P, H, N] in sorted order
-        return rows[torch.argsort(order)]
+        rows = probs.transpose(1, 2).reshape(num_windows * call.q_max, heads, n)
+        return rows[t["gather_pos"]]                            # [P, H, N], triple order
 
-    def _gather_rows(self, out, ids_of_chunk, src, own, valid, q_plan, doc_start, layout):
-        """Flat buffer indices and values of the query rows of one chunk of windows."""
+    def _gather_rows(self, out, valid: Tensor, call: ForwardCall, heads: int):
+        """Flat row-buffer indices and values of the query rows of one call's triples."""
+        t = call.tensors
+        w, r = t["w"], t["r"]
         if self.attention_rows == "eager":
             attentions = getattr(out, "attentions", None)
             if not attentions:
                 raise RuntimeError(f"{type(self.model).__name__} returned no attentions; it "
                                    f"must run with attn_implementation='eager'")
-            att = attentions[-1]                                # [Wc, H, N, N]
-        device = src.device
-        local = torch.full((max(ids_of_chunk) + 1,), -1, dtype=torch.long, device=device)
-        local[torch.tensor(ids_of_chunk, device=device)] = torch.arange(len(ids_of_chunk),
-                                                                        device=device)
-        trip_w = q_plan["trip_w"]
-        in_chunk = (trip_w <= local.numel() - 1)
-        in_chunk &= local[trip_w.clamp(max=local.numel() - 1)] >= 0
-        sel = in_chunk.nonzero().view(-1)
-        if sel.numel() == 0:
-            empty = torch.zeros(0, dtype=torch.long, device=device)
-            return empty, out.last_hidden_state.new_zeros(0)
-        q = q_plan["trip_q"][sel]
-        w = local[trip_w[sel]]
-        r = q_plan["trip_r"][sel]
-        if self.attention_rows == "eager":
-            rows = att[w, :, r, :]                              # [P, H, N]
+            rows = attentions[-1][w, :, r, :]                   # [P, H, N]
         else:
-            rows = self._explicit_rows(out, valid, w, r)        # [P, H, N]
-        doc = q_plan["query_doc"][q]
-        # document position of every key of the window; -1 for added specials and padding
-        key_pos = torch.where(own[w], src[w] - doc_start[doc][:, None],
-                              torch.full_like(src[w], -1))      # [P, N]
+            rows = self._explicit_rows(out, valid, call)        # [P, H, N]
+        key_pos = t["key_pos"][w]                               # [P, N] document positions
         keep = key_pos >= 0
         rows = rows * keep[:, None, :].to(rows.dtype)
         rows = rows / rows.sum(-1, keepdim=True).clamp_min(torch.finfo(rows.dtype).tiny)
-        rows = rows / q_plan["windows_per_query"][q].to(rows.dtype)[:, None, None]
-        heads = rows.size(1)
-        t_len = layout["doc_len_t"][doc]
-        base = layout["doc_offset_t"][doc] + q_plan["query_local"][q] * heads * t_len   # [P]
-        index = (base[:, None, None] + torch.arange(heads, device=device)[None, :, None]
-                 * t_len[:, None, None] + key_pos.clamp(min=0)[:, None, :])          # [P, H, N]
-        mask = keep[:, None, :].expand_as(index)
-        return index[mask], rows[mask]
+        rows = rows / t["windows_per_query"].to(rows.dtype)[:, None, None]
+        t_len = t["t_len"]
+        index = (t["base"][:, None, None]
+                 + torch.arange(heads, device=w.device)[None, :, None] * t_len[:, None, None]
+                 + key_pos.clamp(min=0)[:, None, :])            # [P, H, N]
+
+        return index.reshape(-1)[t["kept"]], rows.reshape(-1)[t["kept"]]   # [K'] each
+
+
+def _to_host(ptr, query_index) -> tuple[list[int], list[int] | None]:
+    """``ptr`` and ``query_index`` (tensors or sequences) as lists, with at most one read from
+    the device."""
+    def as_list(values) -> list[int]:
+        if isinstance(values, Tensor):
+            return values.reshape(-1).tolist()
+        return [int(v) for v in values]
+
+    if isinstance(ptr, Tensor) and isinstance(query_index, Tensor) \
+            and ptr.device == query_index.device:
+        values = torch.cat([ptr.reshape(-1).long(), query_index.reshape(-1).long()]).tolist()
+        return values[:ptr.numel()], values[ptr.numel():]
+    return as_list(ptr), None if query_index is None else as_list(query_index)

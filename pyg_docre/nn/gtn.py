@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric import is_compiling
 from torch_geometric.typing import OptTensor
 
-from .attention import batch_sizes
+from .attention import BatchSizes, batch_sizes
 from .conv import GTNConv
 from .conv.gtn_checks import check_gtn_arguments, check_gtn_inputs
 
@@ -75,6 +75,7 @@ class GTN(torch.nn.Module):
         token_edge_index: OptTensor = None,
         return_all_layers: bool = False,
         check_inputs: Optional[bool] = None,
+        sizes: Optional[BatchSizes] = None,
     ) -> Union[Tensor, List[Tensor]]:
         r"""Runs the :math:`L` layers.
 
@@ -90,6 +91,10 @@ class GTN(torch.nn.Module):
             check_inputs: check the structure arguments once, before the first layer (see
                 :meth:`GTNConv.forward`; the layers then skip their own checks). ``None``: check
                 except under ``torch.compile``.
+            sizes: the batch's :class:`~pyg_docre.nn.attention.BatchSizes` when the caller
+                already knows them on the host; by default they are read back from ``batch``
+                and ``token_batch`` (two reads). Checked against the inputs with
+                ``check_inputs``.
 
         Returns:
             ``[N, C]`` :math:`\mathbf{F}^{(L)}`, or the list of all :math:`L` layer outputs.
@@ -112,9 +117,13 @@ class GTN(torch.nn.Module):
                                      node_entity, sentence_index, tx, token_batch,
                                      token_edge_index)
         # Read the batch's sizes back once for all layers (every layer's tokens have the same
-        # documents), not once per attention call.
-        sizes = batch_sizes(batch, x.size(0), token_batch,
-                            0 if token_xs[0] is None else token_xs[0].size(0))
+        # documents), not once per attention call; or not at all when the caller knows them.
+        if sizes is None or check_inputs:
+            measured = batch_sizes(batch, x.size(0), token_batch,
+                                   0 if token_xs[0] is None else token_xs[0].size(0))
+            if sizes is not None and tuple(sizes) != tuple(measured):
+                raise ValueError(f"sizes={sizes} do not match the batch's {measured}")
+            sizes = measured
         outs = []
         for conv, tx in zip(self.convs, token_xs):
             x = conv(x, edge_index, edge_type, batch, node_entity, sentence_index, tx,

@@ -19,6 +19,7 @@ see that module for why.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from pyg_docre.config import ObjectivesConfig
@@ -29,7 +30,7 @@ from pyg_docre.training.sakd import (NodeDiscriminator, StudentProjection,
                                      cosine_distillation_loss, discriminator_loss,
                                      generator_loss)
 
-__all__ = ["DocREObjective"]
+__all__ = ["DocREObjective", "read_scalars"]
 
 
 class DocREObjective(nn.Module):
@@ -80,12 +81,19 @@ class DocREObjective(nn.Module):
 
     def model_loss(self, out: DocREOutput, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         """``L = L_R + alpha L_N + beta L_A`` and its parts (floats, for logging)."""
+        total, parts = self.model_loss_terms(out, labels)
+        return total, read_scalars(parts)
+
+    def model_loss_terms(self, out: DocREOutput,
+                         labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """:meth:`model_loss` with the parts as detached 0-dim tensors: nothing is read back
+        from the device (the trainer reads them once per step, with its finiteness check)."""
         loss_r = adaptive_thresholding_loss(out.logits.float(), labels)
-        total, parts = loss_r, {"L_R": float(loss_r.detach())}
+        total, parts = loss_r, {"L_R": loss_r.detach()}
         if out.reconstruction is not None:
             loss_n = node_reconstruction_loss(*(t.float() for t in out.reconstruction))
             total = total + self.config.alpha * loss_n
-            parts["L_N"] = float(loss_n.detach())
+            parts["L_N"] = loss_n.detach()
         if out.layer_features and out.gtn_output is not None:
             teacher = out.gtn_output.detach().float()
             if self.adversarial:
@@ -96,6 +104,13 @@ class DocREObjective(nn.Module):
                 loss_a = sum(cosine_distillation_loss(self.student(l, student.float()), teacher)
                              for l, student in out.layer_features.items())
             total = total + self.config.beta * loss_a
-            parts["L_A"] = float(loss_a.detach())
-        parts["loss"] = float(total.detach())
+            parts["L_A"] = loss_a.detach()
+        parts["loss"] = total.detach()
         return total, parts
+
+
+def read_scalars(values: dict[str, Tensor]) -> dict[str, float]:
+    """0-dim tensors -> floats, in one read from the device (each ``float(t)`` would be one)."""
+    if not values:
+        return {}
+    return dict(zip(values, torch.stack([v.float() for v in values.values()]).tolist()))

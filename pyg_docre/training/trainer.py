@@ -34,7 +34,7 @@ from pyg_docre.utils import set_seed
 from .distributed import (DistributedContext, all_reduce_gradients, all_reduce_mean, barrier,
                           gather_lists)
 from .evaluation import predict
-from .objective import DocREObjective
+from .objective import DocREObjective, read_scalars
 from .optimizer import parameter_groups
 from .resume import Progress, load_training_state, save_training_state
 
@@ -234,13 +234,16 @@ class Trainer:
             disc_loss.backward()
             all_reduce_gradients(self.objective.discriminators.parameters())
             self.disc_optimizer.step()
-        loss, parts = self.objective.model_loss(out, data[PAIR_EDGE_TYPE].y)
+        loss, terms = self.objective.model_loss_terms(out, data[PAIR_EDGE_TYPE].y)
         if disc_loss is not None:
-            parts["L_D"] = float(disc_loss.detach())
-        if not torch.isfinite(loss):
+            terms["L_D"] = disc_loss.detach()
+        self.scaler.scale(loss / cfg.grad_accum).backward()
+        # The step's one read from the device, once the backward pass is queued: the loss parts
+        # for the log and whether the loss is finite (no optimiser step follows a non-finite one).
+        parts = read_scalars({**terms, "finite": torch.isfinite(loss)})
+        if not parts.pop("finite"):
             raise FloatingPointError(f"non-finite loss {parts}; try precision=fp32 or a lower "
                                      f"learning rate")
-        self.scaler.scale(loss / cfg.grad_accum).backward()
         if last:
             # DDP averaged the model's gradients in backward; the student heads are averaged
             # here (see pyg_docre.training.distributed).

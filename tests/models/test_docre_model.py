@@ -190,3 +190,25 @@ def test_forward_skips_host_checks_unless_debug(model, batch, monkeypatch):
         with torch_geometric.debug():
             model(batch)
     assert calls == [1]
+
+
+def test_forward_reads_the_batch_back_once(model, batch):
+    """The boundaries, the mention queries, the special token counts and the GTN's sizes come
+    back to the host in one read; the encoder plans its windows from them, and the GTN (both
+    runs, with node reconstruction) and context pooling take them as given."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import host_syncs
+
+    model.train()
+    counts = Counter()
+    with torch.no_grad(), host_syncs._SyncProneCalls(counts):
+        out = model(batch)
+    assert out.reconstruction is not None            # the GTN ran twice
+    functions = Counter()
+    for (call, site), n in counts.items():
+        functions[(call, site.rsplit(" ", 1)[-1])] += n
+    assert functions[("tolist", "read_host_values")] == 1
+    readers = {f for (_, f) in functions} & {
+        "_to_host", "_check_specials", "_gather_rows", "_explicit_rows", "as_list",  # encoder
+        "batch_sizes", "localized_context", "_first_int"}
+    assert not readers, counts

@@ -56,6 +56,17 @@ def test_gtn_reads_the_batch_back_once(hdg):
     calls = {(call, site.split(" ")[-1]) for call, site in counts}
     assert calls == {("__int__", "batch_sizes"), ("tolist", "batch_sizes")}, counts
     assert sum(counts.values()) == 2
+    # sizes known to the caller (the model reads them with its other host values): no read
+    args = g.args()
+    sizes = batch_sizes(args["batch"], args["x"].size(0), args["token_batch"],
+                        args["token_x"].size(0))
+    counts.clear()
+    with host_syncs._SyncProneCalls(counts):
+        given = gtn(**args, check_inputs=False, sizes=sizes)
+    assert not counts, counts
+    torch.testing.assert_close(given, gtn(**args, check_inputs=False), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="do not match the batch"):     # checked when asked
+        gtn(**args, check_inputs=True, sizes=sizes._replace(num_docs=sizes.num_docs + 1))
 
 
 def test_wrong_sizes_are_a_named_error(hdg):

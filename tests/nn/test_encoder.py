@@ -499,3 +499,75 @@ def test_query_rows_follow_query_order_across_documents(model, tokenizer, doc):
                 j = int((mine == queries[i]).nonzero())
                 torch.testing.assert_close(out.query_rows(int(i)), alone.query_rows(j),
                                            atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan is made on the host (pyg_docre.nn.window_plan)
+# ---------------------------------------------------------------------------------------------
+def _sync_prone_calls(fn):
+    """The calls of ``fn()`` that would synchronise a GPU (benchmarks/host_syncs.py's CPU mode)."""
+    import sys
+    from collections import Counter
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import host_syncs
+
+    counts = Counter()
+    with host_syncs._SyncProneCalls(counts):
+        fn()
+    return counts
+
+
+@pytest.mark.parametrize("attention_rows", ["eager", "explicit"])
+def test_the_plan_reads_the_device_at_most_once(model, tokenizer, doc, attention_rows):
+    """Host values in, no read back; device tensors in, one read (of ptr and the queries
+    together). Two split documents of equal length run in one unpadded call, so the model
+    itself reads nothing back either (it checks a padding mask for padding)."""
+    enc = WindowedEncoder(model, max_length=48, tokenizer=tokenizer, max_padding=0.0,
+                          attention_rows=attention_rows)
+    ids = torch.cat([doc, doc])
+    ptr, queries = [0, doc.numel(), 2 * doc.numel()], stars(ids, tokenizer)
+    query_list = queries.tolist()
+    with torch.no_grad():
+        from_host = _sync_prone_calls(lambda: enc(ids, ptr, query_index=query_list,
+                                                  check_inputs=False))
+        from_tensors = _sync_prone_calls(lambda: enc(ids, torch.tensor(ptr), query_index=queries,
+                                                     check_inputs=False))
+        checked = _sync_prone_calls(lambda: enc(ids, ptr, query_index=query_list))
+    assert sum(from_host.values()) == 0, from_host
+    assert sum(from_tensors.values()) == 1 and next(iter(from_tensors))[0] == "tolist"
+    # the special-token check of the split documents: one read for all of them
+    assert [call for call, _ in checked.elements()] == ["tolist"]
+
+
+def test_special_tokens_of_split_documents_are_checked_in_one_read(model, tokenizer, doc):
+    enc = WindowedEncoder(model, max_length=48, tokenizer=tokenizer)
+    ids = torch.cat([doc, doc])
+    ids[doc.numel()] = ids[1]                     # the second document loses its [CLS]
+    with pytest.raises(ValueError, match="document 1: expected 1 prefix and 1 suffix"):
+        enc(ids, [0, doc.numel(), 2 * doc.numel()])
+    enc(ids, [0, doc.numel(), 2 * doc.numel()], check_inputs=False)   # not checked
+
+
+def test_window_plan_moves_in_one_piece():
+    """WindowPlan.to keeps every tensor's shape and values (the meta device stands in for a
+    GPU here: one flat copy, split into views)."""
+    from pyg_docre.nn.window_plan import plan_batch
+
+    ptr, queries = [0, 30, 100, 104], torch.tensor([1, 5, 40, 63, 99, 101])
+    plan = plan_batch(ptr, queries, max_length=24, p=1, s=1, overlap=4, max_windows=3,
+                      max_padding=None, heads=2, explicit_rows=True)
+    assert plan.num_windows == [2, 4, 1] and len(plan.calls) == 3
+    assert plan.to("cpu") is plan
+    moved = plan.to(torch.device("meta"))
+    pairs = [(plan.dst, moved.dst), (plan.query_doc, moved.query_doc),
+             (plan.query_local, moved.query_local)]
+    for call, call_moved in zip(plan.calls, moved.calls, strict=True):
+        assert call.tensors.keys() == call_moved.tensors.keys()
+        pairs += [(call.tensors[k], call_moved.tensors[k]) for k in call.tensors]
+    for host, device in pairs:
+        assert device.device.type == "meta" and device.shape == host.shape
+    # every query row lands in its document's block of the flat buffer
+    assert plan.doc_shape == [(2, 30), (3, 70), (1, 4)]
+    assert plan.doc_offset == [0, 2 * 2 * 30, 2 * 2 * 30 + 3 * 2 * 70]

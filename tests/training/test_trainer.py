@@ -1,4 +1,6 @@
 """Trainer mechanics on a few real documents: accumulation, bf16 autocast, schedule, selection."""
+from pathlib import Path
+
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
@@ -147,3 +149,37 @@ def test_no_weight_decay_on_biases_and_norms(graphs, rel2id, tmp_path):
 def test_default_groups_decay_everything(graphs, rel2id, tmp_path):
     trainer = _trainer(graphs, rel2id, tmp_path)
     assert [g["weight_decay"] for g in trainer.optimizer.param_groups] == [1e-4, 1e-4]
+
+
+def test_non_finite_loss_stops_before_the_optimiser_step(graphs, rel2id, tmp_path):
+    """The loss is checked after its backward pass is queued (the step's one read from the
+    device), before any optimiser step: the parameters stay as they were."""
+    trainer = _trainer(graphs, rel2id, tmp_path, batch_size=1, epochs=1)
+    data = next(iter(trainer.train_loader))
+    terms = trainer.objective.model_loss_terms
+    trainer.objective.model_loss_terms = lambda out, y: (
+        lambda loss, parts: (loss * float("nan"), parts))(*terms(out, y))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        trainer.train_step(data)
+    assert all(torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
+
+
+def test_a_training_step_reads_its_losses_back_once(graphs, rel2id, tmp_path):
+    """The loss parts (L_R, L_N, L_A, L_D, loss) and the finiteness check: one read."""
+    import sys
+    from collections import Counter
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import host_syncs
+
+    trainer = _trainer(graphs, rel2id, tmp_path, batch_size=2, epochs=1)
+    data = next(iter(trainer.train_loader))
+    counts = Counter()
+    with host_syncs._SyncProneCalls(counts):
+        parts = trainer.train_step(data)
+    assert set(parts) == {"L_R", "L_N", "L_A", "L_D", "loss"}
+    assert all(isinstance(v, float) for v in parts.values())
+    training = {(call, site.rsplit(" ", 1)[-1]): n for (call, site), n in counts.items()
+                if "pyg_docre/training/" in site}
+    assert training == {("tolist", "read_scalars"): 1}, counts
