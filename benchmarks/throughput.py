@@ -345,7 +345,7 @@ def label_variant(labels: RegionLabels, variant: Variant) -> None:
     for attr, label in MODULE_REGIONS.items():
         labels.module(getattr(model, attr), label)
     labels.method(variant.objective, "discriminator_loss", LOSSES)
-    labels.method(variant.objective, "model_loss", LOSSES)
+    labels.method(variant.objective, "model_loss_terms", LOSSES)   # (model_loss calls it)
     labels.method(trainer.optimizer, "step", OPTIMIZER)
     labels.method(trainer.disc_optimizer, "step", OPTIMIZER)
 
