@@ -234,12 +234,43 @@ def plan_batch(ptr: Sequence[int], query_index: Tensor | None, *, max_length: in
         heads: attention heads (the row buffer's layout); ``explicit_rows``: also plan the
             grouping of the triples by window for the explicit rows.
     """
-    window_content = max_length - p - s
-    win_src: list[Tensor] = []
-    win_own: list[Tensor] = []
-    win_doc: list[int] = []
-    doc_windows: list[list[tuple[int, int]]] = []
-    doc_first_window: list[int] = []
+    windows = _cut_documents(ptr, max_length, p, s, overlap)
+    plan = WindowPlan(doc_windows=windows.ranges, calls=[], dst=torch.zeros(0, dtype=torch.long))
+    lengths = [src.numel() for src in windows.src]
+    for ids in plan_forward_batches(lengths, max_windows, max_padding):
+        n_max = max(lengths[w] for w in ids)
+        src = torch.full((len(ids), n_max), -1, dtype=torch.long)
+        own = torch.zeros((len(ids), n_max), dtype=torch.bool)
+        for j, w in enumerate(ids):
+            src[j, :lengths[w]] = windows.src[w]
+            own[j, :lengths[w]] = windows.own[w]
+        own_index = own.view(-1).nonzero().view(-1)
+        plan.calls.append(ForwardCall(windows=list(ids),
+                                      tensors={"src": src, "own_index": own_index},
+                                      padded=any(lengths[w] < n_max for w in ids)))
+    if plan.calls:
+        plan.dst = torch.cat([c.tensors["src"].view(-1)[c.tensors["own_index"]]
+                              for c in plan.calls])
+    if query_index is not None:
+        _plan_query_rows(plan, windows, ptr, query_index, p, s, max_length - p - s, heads,
+                         explicit_rows)
+    return plan
+
+
+@dataclass
+class _Windows:
+    """Every window of a batch, in document order."""
+
+    src: list[Tensor]                      # flat input positions of its tokens
+    own: list[Tensor]                      # which of them it owns
+    doc: list[int]                         # its document
+    ranges: list[list[tuple[int, int]]]    # per document, its windows' content ranges
+    first: list[int]                       # per document, its first window
+
+
+def _cut_documents(ptr: Sequence[int], max_length: int, p: int, s: int,
+                   overlap: int) -> _Windows:
+    windows = _Windows(src=[], own=[], doc=[], ranges=[], first=[])
     arange = torch.arange(max(max_length, 1))
     for b in range(len(ptr) - 1):
         start, end = ptr[b], ptr[b + 1]
@@ -247,97 +278,86 @@ def plan_batch(ptr: Sequence[int], query_index: Tensor | None, *, max_length: in
         if length < p + s:
             raise ValueError(f"document {b} has {length} tokens, fewer than its {p} + {s} "
                              f"special tokens")
-        doc_first_window.append(len(win_src))
+        windows.first.append(len(windows.src))
         if length <= max_length:
-            doc_windows.append([(0, length - p - s)])
-            win_src.append(arange[:length] + start)
-            win_own.append(torch.ones(length, dtype=torch.bool))
-            win_doc.append(b)
+            windows.ranges.append([(0, length - p - s)])
+            windows.src.append(arange[:length] + start)
+            windows.own.append(torch.ones(length, dtype=torch.bool))
+            windows.doc.append(b)
             continue
-        ranges = plan_windows(length - p - s, window_content, overlap)
-        doc_windows.append(ranges)
+        ranges = plan_windows(length - p - s, max_length - p - s, overlap)
+        windows.ranges.append(ranges)
         prefix = arange[:p] + start
         suffix = arange[:s] + (end - s)
         for i, (cs, ce) in enumerate(ranges):
-            win_src.append(torch.cat([prefix, arange[:ce - cs] + (start + p + cs), suffix]))
+            windows.src.append(torch.cat([prefix, arange[:ce - cs] + (start + p + cs), suffix]))
             own = torch.ones(p + (ce - cs) + s, dtype=torch.bool)
             if i > 0:
-                own[:p] = False
+                own[:p] = False                    # the prefix belongs to the first window
             if i < len(ranges) - 1:
-                own[p + (ce - cs):] = False
-            win_own.append(own)
-            win_doc.append(b)
+                own[p + (ce - cs):] = False        # the suffix to the last
+            windows.own.append(own)
+            windows.doc.append(b)
+    return windows
 
-    plan = WindowPlan(doc_windows=doc_windows, calls=[], dst=torch.zeros(0, dtype=torch.long))
-    q_plan = None
-    if query_index is not None:
-        ptr_t = torch.tensor(list(ptr), dtype=torch.long)
-        q_plan = plan_queries(query_index, ptr_t, doc_windows, doc_first_window, p, s,
-                              window_content)
-        counts = q_plan["doc_count"].tolist()
-        lengths = [b - a for a, b in zip(ptr[:-1], ptr[1:])]
-        offset = 0
-        for q, t in zip(counts, lengths):
-            plan.doc_offset.append(offset)
-            plan.doc_shape.append((q, t))
-            offset += q * heads * t
-        plan.buffer_size = offset
-        plan.query_doc, plan.query_local = q_plan["query_doc"], q_plan["query_local"]
-        doc_offset_t = torch.tensor(plan.doc_offset, dtype=torch.long)
-        doc_len_t = torch.tensor(lengths, dtype=torch.long)
-        # window of every triple -> its call, and its place in the call
-        num_windows = len(win_src)
-        call_of_window = torch.empty(num_windows, dtype=torch.long)
-        local_of_window = torch.empty(num_windows, dtype=torch.long)
 
-    forward_batches = plan_forward_batches([w.numel() for w in win_src], max_windows, max_padding)
-    if q_plan is not None:
-        for c, windows in enumerate(forward_batches):
-            call_of_window[windows] = c
-            local_of_window[windows] = torch.arange(len(windows))
-        triple_call = call_of_window[q_plan["trip_w"]]
-
-    dst = []
-    for c, windows in enumerate(forward_batches):
-        n_max = max(win_src[w].numel() for w in windows)
-        src = torch.full((len(windows), n_max), -1, dtype=torch.long)
-        own = torch.zeros((len(windows), n_max), dtype=torch.bool)
-        for j, w in enumerate(windows):
-            src[j, :win_src[w].numel()] = win_src[w]
-            own[j, :win_own[w].numel()] = win_own[w]
-        own_index = own.view(-1).nonzero().view(-1)
-        dst.append(src.view(-1)[own_index])
-        call = ForwardCall(windows=list(windows), tensors={"src": src, "own_index": own_index},
-                           padded=any(win_src[w].numel() < n_max for w in windows))
-        plan.calls.append(call)
-        if q_plan is None:
-            continue
+def _plan_query_rows(plan: WindowPlan, windows: _Windows, ptr: Sequence[int],
+                     query_index: Tensor, p: int, s: int, window_content: int, heads: int,
+                     explicit_rows: bool) -> None:
+    """Add the query rows' layout to ``plan``: the row buffer's blocks, and per call the
+    triples (query, window, row) with their keys' document positions."""
+    q_plan = plan_queries(query_index, torch.tensor(list(ptr), dtype=torch.long),
+                          windows.ranges, windows.first, p, s, window_content)
+    lengths = [b - a for a, b in zip(ptr[:-1], ptr[1:])]
+    offset = 0
+    for q, t in zip(q_plan["doc_count"].tolist(), lengths):
+        plan.doc_offset.append(offset)
+        plan.doc_shape.append((q, t))
+        offset += q * heads * t
+    plan.buffer_size = offset
+    plan.query_doc, plan.query_local = q_plan["query_doc"], q_plan["query_local"]
+    doc_offset = torch.tensor(plan.doc_offset, dtype=torch.long)
+    doc_len = torch.tensor(lengths, dtype=torch.long)
+    call_of_window = torch.empty(len(windows.src), dtype=torch.long)
+    local_of_window = torch.empty(len(windows.src), dtype=torch.long)
+    for c, call in enumerate(plan.calls):
+        call_of_window[call.windows] = c
+        local_of_window[call.windows] = torch.arange(len(call.windows))
+    triple_call = call_of_window[q_plan["trip_w"]]
+    for c, call in enumerate(plan.calls):
         sel = (triple_call == c).nonzero().view(-1)           # triples of this call, in order
         call.num_triples = sel.numel()
         if sel.numel() == 0:
             continue
-        doc_start = torch.tensor([ptr[win_doc[w]] for w in windows], dtype=torch.long)
-        key_pos = torch.where(own, src - doc_start[:, None], torch.full_like(src, -1))
+        src = call.tensors["src"]
+        doc_start = torch.tensor([ptr[windows.doc[w]] for w in call.windows], dtype=torch.long)
+        own = torch.zeros_like(src, dtype=torch.bool).view(-1)
+        own[call.tensors["own_index"]] = True
+        key_pos = torch.where(own.view_as(src), src - doc_start[:, None],
+                              torch.full_like(src, -1))      # [Wc, N]
         q = q_plan["trip_q"][sel]
         w = local_of_window[q_plan["trip_w"][sel]]
         doc = q_plan["query_doc"][q]
-        t_len = doc_len_t[doc]
+        t_len = doc_len[doc]
         call.tensors.update(
             key_pos=key_pos, w=w, r=q_plan["trip_r"][sel], t_len=t_len,
-            base=doc_offset_t[doc] + q_plan["query_local"][q] * heads * t_len,
+            base=doc_offset[doc] + q_plan["query_local"][q] * heads * t_len,
             windows_per_query=q_plan["windows_per_query"][q],
             kept=(key_pos[w] >= 0)[:, None, :].expand(-1, heads, -1).reshape(-1)
             .nonzero().view(-1))
         if explicit_rows:
-            order = torch.argsort(w, stable=True)
-            w_sorted = w[order]
-            per_window = torch.bincount(w_sorted, minlength=len(windows))
-            call.q_max = int(per_window.max())
-            rank = torch.arange(w.numel()) - (torch.cumsum(per_window, 0) - per_window)[w_sorted]
-            dense_pos = w_sorted * call.q_max + rank
-            gather_pos = torch.empty_like(dense_pos)
-            gather_pos[order] = dense_pos
-            call.tensors.update(w_sorted=w_sorted, r_sorted=call.tensors["r"][order],
-                                dense_pos=dense_pos, gather_pos=gather_pos)
-    plan.dst = torch.cat(dst) if dst else plan.dst
-    return plan
+            _group_by_window(call, w)
+
+
+def _group_by_window(call: ForwardCall, w: Tensor) -> None:
+    """The explicit rows' grouping of the call's triples by window (``to_dense_batch``'s)."""
+    order = torch.argsort(w, stable=True)
+    w_sorted = w[order]
+    per_window = torch.bincount(w_sorted, minlength=len(call.windows))
+    call.q_max = int(per_window.max())
+    rank = torch.arange(w.numel()) - (torch.cumsum(per_window, 0) - per_window)[w_sorted]
+    dense_pos = w_sorted * call.q_max + rank
+    gather_pos = torch.empty_like(dense_pos)
+    gather_pos[order] = dense_pos
+    call.tensors.update(w_sorted=w_sorted, r_sorted=call.tensors["r"][order],
+                        dense_pos=dense_pos, gather_pos=gather_pos)
