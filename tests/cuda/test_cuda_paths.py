@@ -209,3 +209,13 @@ def test_host_syncs_counts_on_the_device(device, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads((tmp_path / "host_syncs.json").read_text())
     assert result["models"]["full"]["per_step"] > 0
+    # Read from nowhere but the model's one read of its batch, the losses' one read, the
+    # encoder's model call (transformers' padding-mask check) and PyTorch's own code:
+    # the plan, the GTN, context pooling and the loss parts read nothing back.
+    for name in ("full", "baseline"):
+        functions = {s["site"].rsplit(" ", 1)[-1] for s in result["models"][name]["sites"]}
+        assert not functions & {"plan_batch", "plan_queries", "_to_host", "as_list",
+                                "batch_sizes", "localized_context", "model_loss_terms",
+                                "_gather_rows", "_explicit_rows"}, (name, functions)
+        files = {s["site"].split(":")[0] for s in result["models"][name]["sites"]}
+        assert "pyg_docre/nn/window_plan.py" not in files, (name, files)
