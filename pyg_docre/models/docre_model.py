@@ -30,8 +30,8 @@ from pyg_docre.config import (ConfigError, ModelConfig, ObjectivesConfig, build_
                               check_gtn_section, upgrade_model_section)
 from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, node_ptr, pair_batch, to_gtn_inputs
 from pyg_docre.io import atomic_write_dir, recover_dir
-from pyg_docre.nn.encoder import WindowedEncoder, select_attention_implementation
 from pyg_docre.nn.attention import BatchSizes, document_sizes
+from pyg_docre.nn.encoder import WindowedEncoder, select_attention_implementation
 from pyg_docre.nn.gtn import GTN
 from pyg_docre.pretrained import resolve_pretrained
 
