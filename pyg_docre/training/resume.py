@@ -24,7 +24,7 @@ import json
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -35,8 +35,8 @@ from pyg_docre.io import atomic_write_dir, recover_dir
 if TYPE_CHECKING:
     from .trainer import Trainer
 
-__all__ = ["ResumeError", "Progress", "save_training_state", "load_training_state",
-           "has_training_state"]
+__all__ = ["ResumeError", "Progress", "EpochRecord", "save_training_state",
+           "load_training_state", "has_training_state"]
 
 STATE_NAME = "state.json"
 FORMAT = "pyg_docre.training_state/1"
@@ -55,6 +55,19 @@ class Progress:
     loss_sums: dict = field(default_factory=dict)
     #: How many batches contributed to each loss sum (L_D only on the discriminator's steps).
     loss_counts: dict = field(default_factory=dict)
+
+
+@dataclass
+class EpochRecord:
+    """One finished epoch of the training history (saved with the training state)."""
+
+    epoch: int
+    steps: int
+    train_seconds: float
+    train_documents: int
+    losses: dict[str, float]
+    dev: dict[str, Optional[float]] = field(default_factory=dict)
+    eval_seconds: float = 0.0
 
 
 def _rng_state() -> dict:
@@ -118,8 +131,6 @@ def load_training_state(trainer: "Trainer", directory: str | Path) -> tuple[Prog
     the start of the epoch in progress. The RNG states are restored last."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
-
-    from .trainer import EpochRecord
 
     directory = recover_dir(Path(directory))
     state_file = directory / STATE_NAME

@@ -15,9 +15,8 @@ import functools
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -36,7 +35,7 @@ from .distributed import (DistributedContext, all_reduce_gradients, all_reduce_m
 from .evaluation import predict
 from .objective import DocREObjective, read_scalars
 from .optimizer import parameter_groups
-from .resume import Progress, load_training_state, save_training_state
+from .resume import EpochRecord, Progress, load_training_state, save_training_state
 
 __all__ = ["set_seed", "resolve_device", "autocast_factory", "Trainer", "EpochRecord"]
 
@@ -60,17 +59,6 @@ def autocast_factory(precision: str, device: torch.device) -> Callable:
         raise ValueError("training.precision=fp16 needs CUDA; use bf16 on the CPU")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    steps: int
-    train_seconds: float
-    train_documents: int
-    losses: dict[str, float]
-    dev: dict[str, Optional[float]] = field(default_factory=dict)
-    eval_seconds: float = 0.0
 
 
 class Trainer:
