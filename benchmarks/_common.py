@@ -14,7 +14,6 @@ import re
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone

@@ -32,7 +32,6 @@ if str(Path(__file__).resolve().parent) not in sys.path:
 import _common  # noqa: E402
 import _workload  # noqa: E402
 
-import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
 
 #: Operator families: ``(family, fragments)``; an operator (``aten::`` stripped) belongs to the

@@ -386,7 +386,6 @@ def _run_train(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .config import ConfigError, load_config
-    from .data import DocREDFormatError
 
     base_dir = Path(args.base_dir) if args.base_dir is not None else Path.cwd()
     try:

@@ -275,7 +275,7 @@ def test_malformed_gold_or_train_document(gold, mutate, field):
     with pytest.raises(DocumentFormatError) as info:
         score_docred([], gold)
     assert f"gold document 0 ('A'): {field}:" in str(info.value)
-    with pytest.raises(DocumentFormatError, match=rf"train document 0 \('A'\): "):
+    with pytest.raises(DocumentFormatError, match=r"train document 0 \('A'\): "):
         train_facts(gold, path="train.json")
 
 

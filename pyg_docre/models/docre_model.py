@@ -31,6 +31,7 @@ from pyg_docre.config import (ConfigError, ModelConfig, ObjectivesConfig, build_
 from pyg_docre.data import PAIR_EDGE_TYPE, GTNInputs, node_ptr, pair_batch, to_gtn_inputs
 from pyg_docre.io import atomic_write_dir, recover_dir
 from pyg_docre.nn.attention import BatchSizes, document_sizes
+from pyg_docre.nn.conv import GTNStructure
 from pyg_docre.nn.encoder import WindowedEncoder, select_attention_implementation
 from pyg_docre.nn.gtn import GTN
 from pyg_docre.pretrained import resolve_pretrained
@@ -135,12 +136,23 @@ class DocREModel(nn.Module):
         encoder_ids = {id(p) for p in self.encoder.parameters()}
         return [p for p in self.parameters() if id(p) not in encoder_ids]
 
+    def gtn_structure(self, view: GTNInputs, num_tokens: int,
+                      sizes: BatchSizes | None = None) -> GTNStructure:
+        """The GTN's structure tensors of a batch, built once for every GTN pass over it (the
+        main pass and node reconstruction's masked pass); no host synchronisation with
+        ``sizes``."""
+        assert self.gtn is not None
+        kwargs = view.graph_kwargs()
+        del kwargs["token_edge_index"]
+        return self.gtn.structure(**kwargs, num_nodes=view.num_nodes, num_tokens=num_tokens,
+                                  sizes=sizes)
+
     def run_gtn(self, x: Tensor, view: GTNInputs, token_x: Tensor,
-                sizes: BatchSizes | None = None) -> Tensor:
+                structure: GTNStructure | None = None) -> Tensor:
         # build_hdg validated the graph when it was built, so the layers' host-side input checks
         # (a dozen synchronisations per call) run only in PyG's debug mode.
         return self.gtn(x, token_x=token_x, check_inputs=torch_geometric.is_debug_enabled(),
-                        sizes=sizes, **view.graph_kwargs())
+                        structure=structure, **view.graph_kwargs())
 
     def forward(self, data, view: GTNInputs | None = None) -> DocREOutput:
         """Score every candidate pair of a (batched) HDG.
@@ -167,13 +179,14 @@ class DocREModel(nn.Module):
         if self.gtn is None:
             entity_x = x0[view.entity_pos]
         else:
-            out.gtn_output = self.run_gtn(x0, view, hidden, host.gtn_sizes)
+            structure = self.gtn_structure(view, hidden.size(0), host.gtn_sizes)
+            out.gtn_output = self.run_gtn(x0, view, hidden, structure)
             entity_x = out.gtn_output[view.entity_pos]
             if self.training:
                 out.layer_features = {l: node_features(enc.layer_hidden[l], data, view)
                                       for l in self.distill_layers}
                 if self.reconstruction:
-                    out.reconstruction = self._reconstruct(x0, view, hidden, host.gtn_sizes)
+                    out.reconstruction = self._reconstruct(x0, view, hidden, structure)
 
         context = localized_context(hidden, token_ptr, enc.query_attention,
                                     data["mention"].entity, entity_ptr, pairs, pairs_batch,
@@ -182,7 +195,7 @@ class DocREModel(nn.Module):
         return out
 
     def _reconstruct(self, x0: Tensor, view: GTNInputs, hidden: Tensor,
-                     sizes: BatchSizes | None = None):
+                     structure: GTNStructure | None = None):
         """Mask a random ``mask_ratio`` of the mention nodes, run the GTN again (eq. 7)."""
         mentions = view.mention_pos
         if mentions.numel() == 0:
@@ -192,7 +205,7 @@ class DocREModel(nn.Module):
         keep = torch.ones(x0.size(0), 1, dtype=x0.dtype, device=x0.device)
         keep[masked] = 0
         x_masked = x0 * keep + (1 - keep) * self.mask_vector.to(x0.dtype)
-        out = self.run_gtn(x_masked, view, hidden, sizes)
+        out = self.run_gtn(x_masked, view, hidden, structure)
         return out[masked], x0[masked].detach()
 
     # ----------------------------------------------------------------------------------------

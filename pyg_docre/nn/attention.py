@@ -13,6 +13,9 @@ attention *within* documents only:
 * :func:`masked_softmax` — the explicit softmax over a masked score matrix, used by the
   reference ("dense") computations; a query row without any admissible key gets all-zero weights
   (so a zero message), never NaN.
+* :class:`DocumentLayout`, :func:`document_layout`, :func:`layout_attention` — the padded
+  layout of a batch built once and the attention on it, for callers (the GTN's layers) that
+  attend over the same batches many times.
 * :func:`document_sizes`, :func:`local_positions` — per-document counts and the position of a
   row inside its document.
 * :class:`BatchSizes`, :func:`batch_sizes` — the number of documents and the longest document's
@@ -30,7 +33,8 @@ from torch import Tensor
 from torch_geometric.utils import to_dense_batch
 
 __all__ = ["document_sizes", "local_positions", "masked_softmax", "to_dense_heads",
-           "dense_index", "document_attention", "BatchSizes", "batch_sizes"]
+           "dense_index", "document_attention", "DocumentLayout", "document_layout",
+           "layout_attention", "BatchSizes", "batch_sizes"]
 
 
 def document_sizes(batch: Optional[Tensor], num_rows: int, num_docs: int,
@@ -111,6 +115,75 @@ def to_dense_heads(x: Tensor, batch: Optional[Tensor], num_docs: int) -> tuple[T
     return dense.transpose(1, 2), mask
 
 
+class DocumentLayout(NamedTuple):
+    """Where the rows of a sorted mini-batch sit in the padded ``[B, L_max]`` layout of
+    :func:`layout_attention` (see :func:`document_layout`). A layout depends only on the batch
+    vector, so the attention calls of every layer of a stack can share one."""
+
+    num_docs: int             #: B
+    max_len: int              #: L_max, rows of the longest document
+    index: Optional[Tensor]   #: ``[L]`` ``b * L_max + position``; ``None`` for one document
+    mask: Optional[Tensor]    #: ``[B, L_max]`` bool key mask (see :func:`document_layout`)
+
+
+def document_layout(batch: Optional[Tensor], num_rows: int, num_docs: int,
+                    max_len: Optional[int] = None) -> DocumentLayout:
+    """The :class:`DocumentLayout` of a sorted ``batch`` (``None``: one document).
+
+    ``mask[b, p]`` is ``True`` where document ``b`` has a row at position ``p``; a document
+    without any row has an all-``True`` mask, so that as keys its zero padding gives its queries
+    zero outputs instead of NaN. ``max_len`` (from :func:`batch_sizes`) avoids a read back to
+    the host; ``None``: computed here (one read).
+    """
+    if batch is None or num_docs == 1:
+        return DocumentLayout(1, num_rows, None, None)
+    if max_len is None:
+        max_len = int(document_sizes(batch, num_rows, num_docs, batch.device).max()) \
+            if num_rows else 0
+    index = dense_index(batch, num_docs, max_len)
+    mask = torch.zeros(num_docs * max_len, dtype=torch.bool, device=batch.device).index_fill(
+        0, index, True).view(num_docs, max_len)
+    mask = mask | ~mask.any(dim=1, keepdim=True)
+    return DocumentLayout(num_docs, max_len, index, mask)
+
+
+def layout_attention(query: Tensor, key: Tensor, value: Tensor, query_layout: DocumentLayout,
+                     key_layout: DocumentLayout, dropout_p: float = 0.0) -> Tensor:
+    r""":func:`document_attention` on precomputed :class:`DocumentLayout` s (no host
+    synchronisation, and none of the layout's index operations repeated).
+
+    Args:
+        query: ``[L_q, H, d]``, laid out by ``query_layout``.
+        key, value: ``[L_k, H, d]``, laid out by ``key_layout`` (same documents).
+        dropout_p: attention dropout (pass ``0.0`` in evaluation).
+
+    Returns:
+        ``[L_q, H, d]``.
+    """
+    if query_layout.num_docs == 1:
+        if key.size(0) == 0:
+            return query.new_zeros(query.shape[:-1] + value.shape[-1:])
+        out = F.scaled_dot_product_attention(
+            query.transpose(0, 1).unsqueeze(0), key.transpose(0, 1).unsqueeze(0),
+            value.transpose(0, 1).unsqueeze(0), dropout_p=dropout_p)
+        return out.squeeze(0).transpose(0, 1)
+
+    B, Lq, Lk = query_layout.num_docs, query_layout.max_len, key_layout.max_len
+    if Lk == 0:  # no keys in any document
+        return query.new_zeros(query.shape[:-1] + value.shape[-1:])
+    q_index, k_index, k_mask = query_layout.index, key_layout.index, key_layout.mask
+    assert q_index is not None and k_index is not None and k_mask is not None
+    q = query.new_zeros((B * Lq,) + query.shape[1:]).index_copy(0, q_index, query)
+    k = key.new_zeros((B * Lk,) + key.shape[1:]).index_copy(0, k_index, key)
+    v = value.new_zeros((B * Lk,) + value.shape[1:]).index_copy(0, k_index, value)
+    out = F.scaled_dot_product_attention(                          # [B, H, Lq, d]
+        q.view(B, Lq, *query.shape[1:]).transpose(1, 2),
+        k.view(B, Lk, *key.shape[1:]).transpose(1, 2),
+        v.view(B, Lk, *value.shape[1:]).transpose(1, 2),
+        attn_mask=k_mask[:, None, None, :], dropout_p=dropout_p)
+    return out.transpose(1, 2).reshape(B * Lq, out.size(1), out.size(3))[q_index]
+
+
 def document_attention(query: Tensor, key: Tensor, value: Tensor,
                        query_batch: Optional[Tensor], key_batch: Optional[Tensor],
                        num_docs: int, dropout_p: float = 0.0,
@@ -126,7 +199,9 @@ def document_attention(query: Tensor, key: Tensor, value: Tensor,
     per-document layout. With one document (``num_docs == 1``) no mask is passed at all, so
     PyTorch's flash / memory-efficient kernels apply; otherwise a boolean key-padding mask
     ``[B, 1, 1, L_k]`` is the only mask (PyTorch's fused CPU kernel accepts it, memory stays
-    linear). A document without keys gives zero outputs for its queries.
+    linear). A document without keys gives zero outputs for its queries. Callers that attend
+    over the same batches several times build the layouts once (:func:`document_layout`) and
+    call :func:`layout_attention`.
 
     Args:
         query: ``[L_q, H, d]``.
@@ -142,36 +217,9 @@ def document_attention(query: Tensor, key: Tensor, value: Tensor,
     Returns:
         ``[L_q, H, d]``.
     """
-    if num_docs == 1:
-        if key.size(0) == 0:
-            return query.new_zeros(query.shape[:-1] + value.shape[-1:])
-        out = F.scaled_dot_product_attention(
-            query.transpose(0, 1).unsqueeze(0), key.transpose(0, 1).unsqueeze(0),
-            value.transpose(0, 1).unsqueeze(0), dropout_p=dropout_p)
-        return out.squeeze(0).transpose(0, 1)
-
-    assert query_batch is not None and key_batch is not None
-    if max_query_len is None:
-        max_query_len = int(document_sizes(query_batch, query.size(0), num_docs,
-                                           query.device).max())
-    if max_key_len is None:
-        max_key_len = (int(document_sizes(key_batch, key.size(0), num_docs, key.device).max())
-                       if key.size(0) else 0)
-    if max_key_len == 0:  # no keys in any document
-        return query.new_zeros(query.shape[:-1] + value.shape[-1:])
-    B, Lq, Lk = num_docs, max_query_len, max_key_len
-    q_index = dense_index(query_batch, B, Lq)                      # [L_q] rows of [B * Lq]
-    k_index = dense_index(key_batch, B, Lk)
-    q = query.new_zeros((B * Lq,) + query.shape[1:]).index_copy(0, q_index, query)
-    k = key.new_zeros((B * Lk,) + key.shape[1:]).index_copy(0, k_index, key)
-    v = value.new_zeros((B * Lk,) + value.shape[1:]).index_copy(0, k_index, value)
-    k_mask = torch.zeros(B * Lk, dtype=torch.bool, device=key.device).index_fill(
-        0, k_index, True).view(B, Lk)
-    # A document without keys attends uniformly to its zero padding: zero output, no NaN.
-    k_mask = k_mask | ~k_mask.any(dim=1, keepdim=True)
-    out = F.scaled_dot_product_attention(                          # [B, H, Lq, d]
-        q.view(B, Lq, *query.shape[1:]).transpose(1, 2),
-        k.view(B, Lk, *key.shape[1:]).transpose(1, 2),
-        v.view(B, Lk, *value.shape[1:]).transpose(1, 2),
-        attn_mask=k_mask[:, None, None, :], dropout_p=dropout_p)
-    return out.transpose(1, 2).reshape(B * Lq, out.size(1), out.size(3))[q_index]
+    if num_docs != 1:
+        assert query_batch is not None and key_batch is not None
+    return layout_attention(
+        query, key, value,
+        document_layout(query_batch, query.size(0), num_docs, max_query_len),
+        document_layout(key_batch, key.size(0), num_docs, max_key_len), dropout_p)

@@ -8,9 +8,10 @@ from torch import Tensor
 from torch_geometric import is_compiling
 from torch_geometric.typing import OptTensor
 
-from .attention import BatchSizes, batch_sizes
+from .attention import BatchSizes
 from .conv import GTNConv
 from .conv.gtn_checks import check_gtn_arguments, check_gtn_inputs
+from .conv.gtn_structure import GTNStructure, check_gtn_structure
 
 __all__ = ["GTN"]
 
@@ -76,6 +77,7 @@ class GTN(torch.nn.Module):
         return_all_layers: bool = False,
         check_inputs: Optional[bool] = None,
         sizes: Optional[BatchSizes] = None,
+        structure: Optional[GTNStructure] = None,
     ) -> Union[Tensor, List[Tensor]]:
         r"""Runs the :math:`L` layers.
 
@@ -95,6 +97,10 @@ class GTN(torch.nn.Module):
                 already knows them on the host; by default they are read back from ``batch``
                 and ``token_batch`` (two reads). Checked against the inputs with
                 ``check_inputs``.
+            structure: the batch's :class:`~pyg_docre.nn.conv.gtn_structure.GTNStructure`
+                (:meth:`structure`), for a caller that runs the stack several times on one
+                batch; by default built here once for all layers (from ``sizes`` when given).
+                Not together with ``sizes`` (it holds them). Checked with ``check_inputs``.
 
         Returns:
             ``[N, C]`` :math:`\mathbf{F}^{(L)}`, or the list of all :math:`L` layer outputs.
@@ -116,20 +122,36 @@ class GTN(torch.nn.Module):
                     check_gtn_inputs(self.convs[0], x, edge_index, edge_type, batch,
                                      node_entity, sentence_index, tx, token_batch,
                                      token_edge_index)
-        # Read the batch's sizes back once for all layers (every layer's tokens have the same
-        # documents), not once per attention call; or not at all when the caller knows them.
-        if sizes is None or check_inputs:
-            measured = batch_sizes(batch, x.size(0), token_batch,
-                                   0 if token_xs[0] is None else token_xs[0].size(0))
-            if sizes is not None and tuple(sizes) != tuple(measured):
-                raise ValueError(f"sizes={sizes} do not match the batch's {measured}")
-            sizes = measured
+        if structure is not None and sizes is not None:
+            raise ValueError("pass sizes or structure, not both (a structure holds its sizes)")
+        # Derive the structure tensors (and read the batch's sizes back) once for all layers
+        # (every layer's tokens have the same documents), not once per layer or attention call.
+        num_tokens = 0 if token_xs[0] is None else token_xs[0].size(0)
+        if structure is None or check_inputs:
+            built = self.structure(edge_index, edge_type, batch, node_entity, sentence_index,
+                                   token_batch, x.size(0), num_tokens,
+                                   None if check_inputs else sizes)
+            if sizes is not None and tuple(sizes) != tuple(built.sizes):
+                raise ValueError(f"sizes={sizes} do not match the batch's {built.sizes}")
+            if structure is not None:
+                check_gtn_structure(structure, built)
+            structure = built
         outs = []
         for conv, tx in zip(self.convs, token_xs):
             x = conv(x, edge_index, edge_type, batch, node_entity, sentence_index, tx,
-                     token_batch, token_edge_index, check_inputs=False, sizes=sizes)
+                     token_batch, token_edge_index, check_inputs=False, structure=structure)
             outs.append(x)
         return outs if return_all_layers else x
+
+    def structure(self, edge_index: OptTensor = None, edge_type: OptTensor = None,
+                  batch: OptTensor = None, node_entity: OptTensor = None,
+                  sentence_index: OptTensor = None, token_batch: OptTensor = None,
+                  num_nodes: int = 0, num_tokens: int = 0,
+                  sizes: Optional[BatchSizes] = None) -> GTNStructure:
+        """The structure tensors of a batch, shared by every layer (:meth:`GTNConv.structure`);
+        pass it as ``structure=`` to run the stack several times on one batch."""
+        return self.convs[0].structure(edge_index, edge_type, batch, node_entity,
+                                       sentence_index, token_batch, num_nodes, num_tokens, sizes)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.channels}, num_layers={self.num_layers}, "

@@ -1,5 +1,4 @@
 """Entity markers, mention token positions and sentences per token, on real documents."""
-import pytest
 
 from pyg_docre.data import MARKER, tokenize_document
 

@@ -1,6 +1,5 @@
 """experiments/study_noise.py: the document bootstrap of a study's done runs."""
 import importlib.util
-import json
 import sys
 from pathlib import Path
 

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 from torch_geometric.loader import DataLoader
-from torch_geometric.utils import scatter
 
 from pyg_docre.config import ModelConfig, ObjectivesConfig
 from pyg_docre.data import PAIR_EDGE_TYPE, build_hdg, to_gtn_inputs
@@ -212,3 +211,18 @@ def test_forward_reads_the_batch_back_once(model, batch):
         "_to_host", "_check_specials", "_gather_rows", "_explicit_rows", "as_list",  # encoder
         "batch_sizes", "localized_context", "_first_int"}
     assert not readers, counts
+
+
+def test_forward_builds_the_gtn_structure_once(model, batch, monkeypatch):
+    """The main GTN pass and node reconstruction's masked pass share one structure."""
+    from pyg_docre.nn import GTNConv
+
+    calls = []
+    original = GTNConv.structure
+    monkeypatch.setattr(GTNConv, "structure",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    model.train()
+    with torch.no_grad():
+        out = model(batch)
+    assert out.reconstruction is not None and len(model.gtn.convs) == 2
+    assert len(calls) == 1

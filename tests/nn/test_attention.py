@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyg_docre.nn import GTN, GTNConv
-from pyg_docre.nn.attention import BatchSizes, batch_sizes, dense_index, document_attention
+from pyg_docre.nn import GTN
+from pyg_docre.nn.attention import (BatchSizes, batch_sizes, dense_index, document_attention,
+                                    document_layout, layout_attention)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import host_syncs  # noqa: E402
@@ -69,13 +70,21 @@ def test_gtn_reads_the_batch_back_once(hdg):
         gtn(**args, check_inputs=True, sizes=sizes._replace(num_docs=sizes.num_docs + 1))
 
 
-def test_wrong_sizes_are_a_named_error(hdg):
-    g = hdg.make_batch(num_docs=3, channels=C, token_channels=C_TOK, seed=6)
-    torch.manual_seed(0)
-    conv = GTNConv(C, token_channels=C_TOK).double().eval()
-    args = g.args()
-    sizes = batch_sizes(args["batch"], args["x"].size(0), args["token_batch"],
-                        args["token_x"].size(0))
-    torch.testing.assert_close(conv(**args, sizes=sizes), conv(**args), atol=0, rtol=0)
-    with pytest.raises(ValueError, match="sizes"):
-        conv(**args, sizes=sizes._replace(max_num_nodes=sizes.max_num_nodes + 1))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_layout_attention_equals_document_attention(seed):
+    """Layouts built once give the same attention as building them in every call."""
+    gen = torch.Generator().manual_seed(seed)
+    q_batch = torch.tensor([0, 0, 1, 3, 3, 3])
+    k_batch = torch.tensor([0, 1, 1, 1, 3, 3, 3, 3])        # document 2: no queries, no keys
+    q, k, v = (torch.randn(n, 2, 4, generator=gen) for n in (6, 8, 8))
+    queries, keys = document_layout(q_batch, 6, 4, 3), document_layout(k_batch, 8, 4, 4)
+    assert queries.index.tolist() == [0, 1, 3, 9, 10, 11]
+    assert keys.mask.tolist() == [[True, False, False, False], [True, True, True, False],
+                                  [True, True, True, True], [True, True, True, True]]
+    torch.testing.assert_close(layout_attention(q, k, v, queries, keys),
+                               document_attention(q, k, v, q_batch, k_batch, 4),
+                               atol=0, rtol=0)
+    one = document_layout(None, 6, 1)                        # one document: no padding at all
+    assert (one.index, one.mask) == (None, None)
+    torch.testing.assert_close(layout_attention(q, k, v, one, document_layout(None, 8, 1)),
+                               document_attention(q, k, v, None, None, 1), atol=0, rtol=0)

@@ -202,7 +202,7 @@ def test_layers_per_call(model, doc):
 
 def manual_windows(model, doc, max_length, overlap, queries):
     """Reference merge: each window alone through the model, loops over tokens and windows."""
-    p = s = 1
+    p = 1                                   # one prefix special token ([CLS])
     length = doc.numel()
     ranges = plan_windows(length - 2, max_length - 2, overlap)
     sums = torch.zeros(length, model.config.hidden_size)

@@ -178,7 +178,10 @@ def test_structure_embedding_rule():
     conv = make_conv(num_entity_embeddings=4, num_sentence_embeddings=3)
     node_entity = torch.tensor([-1, 0, 5, 2])
     sentence_index = torch.tensor([[1, 2, 2, 2, 3], [0, 1, 1, 4, 2]])
-    emb = conv._structure_embedding(node_entity, sentence_index, 4)
+    no_edges = torch.empty(2, 0, dtype=torch.long)
+    structure = conv.structure(no_edges, no_edges[0], None, node_entity, sentence_index,
+                               num_nodes=4)
+    emb = conv._structure_embedding(structure, sentence_index[0], 4)
     E, S = conv.emb_entity.weight, conv.emb_sentence.weight
     expected = torch.stack([
         E[4] + S[3],

@@ -1,4 +1,5 @@
 """Message-passing layers."""
 from .gtn_conv import GTNConv
+from .gtn_structure import GTNStructure
 
-__all__ = ["GTNConv"]
+__all__ = ["GTNConv", "GTNStructure"]

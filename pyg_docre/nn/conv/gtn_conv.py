@@ -14,11 +14,12 @@ from torch_geometric import is_compiling
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor
-from torch_geometric.utils import add_self_loops, scatter, softmax
+from torch_geometric.utils import scatter, softmax
 
 from .gtn_checks import check_gtn_arguments, check_gtn_inputs
 from .gtn_dense import dense_cross_attention, dense_local_heads, dense_self_attention
-from ..attention import BatchSizes, batch_sizes, document_attention
+from .gtn_structure import GTNStructure, check_gtn_structure, gtn_structure
+from ..attention import BatchSizes, layout_attention
 
 __all__ = ["GTNConv"]
 
@@ -301,7 +302,7 @@ class GTNConv(MessagePassing):
         token_edge_index: OptTensor = None,
         return_attention_weights: None = None,
         check_inputs: Optional[bool] = None,
-        sizes: Optional[BatchSizes] = None,
+        structure: Optional[GTNStructure] = None,
     ) -> Tensor:
         ...
 
@@ -319,7 +320,7 @@ class GTNConv(MessagePassing):
         token_edge_index: OptTensor = None,
         return_attention_weights: bool = ...,
         check_inputs: Optional[bool] = None,
-        sizes: Optional[BatchSizes] = None,
+        structure: Optional[GTNStructure] = None,
     ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
         ...
 
@@ -336,7 +337,7 @@ class GTNConv(MessagePassing):
         token_edge_index: OptTensor = None,
         return_attention_weights: Optional[bool] = None,
         check_inputs: Optional[bool] = None,
-        sizes: Optional[BatchSizes] = None,
+        structure: Optional[GTNStructure] = None,
     ) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
         r"""Runs the layer on a batch of documents.
 
@@ -374,11 +375,11 @@ class GTNConv(MessagePassing):
                 (:func:`~pyg_docre.nn.conv.gtn_checks.check_gtn_inputs`; it reads tensors back
                 to the host). ``None`` (default): check, except under ``torch.compile``.
                 Callers that checked once for several layers pass ``False``.
-            sizes (BatchSizes, optional): the number of documents and the longest document's
-                nodes and tokens, :func:`~pyg_docre.nn.attention.batch_sizes` of ``batch``
-                and ``token_batch``. Given, the layer reads nothing back to the host (a stack
-                of layers computes it once); ``None``: computed here. Checked against the
-                batch with ``check_inputs``.
+            structure (GTNStructure, optional): the tensors derived from the graph inputs
+                (:meth:`structure`: sizes, the local heads' per-head graph, the padded
+                layouts, the structure embeddings' rows). Given, the layer reads nothing back
+                to the host and repeats none of that work (a stack of layers builds it once);
+                ``None``: built here. Checked against the inputs with ``check_inputs``.
 
         Returns:
             ``[N, C]`` node features, or ``(out, (edge_index_with_self_loops, alpha))``.
@@ -393,23 +394,23 @@ class GTNConv(MessagePassing):
         if check_inputs:
             check_gtn_inputs(self, x, edge_index, edge_type, batch, node_entity, sentence_index,
                              token_x, token_batch, token_edge_index)
-        num_tokens = 0 if token_x is None else token_x.size(0)
-        if sizes is None or check_inputs:
-            actual = batch_sizes(batch, num_nodes, token_batch, num_tokens)
-            if sizes is not None and tuple(sizes) != tuple(actual):
-                raise ValueError(f"sizes: {sizes} but batch and token_batch give {actual}")
-            sizes = actual
+        if structure is None or check_inputs:
+            built = self.structure(edge_index, edge_type, batch, node_entity, sentence_index,
+                                   token_batch, num_nodes,
+                                   0 if token_x is None else token_x.size(0))
+            if structure is not None:
+                check_gtn_structure(structure, built)
+            structure = built
 
         # 1. Graph attention ----------------------------------------------------------------
-        h, attn = self._graph_attention(x, edge_index, edge_type, batch, node_entity,
-                                        sentence_index, sizes,
-                                        return_attention_weights is not None)
+        h, attn = self._graph_attention(x, edge_index, edge_type, batch, sentence_index,
+                                        structure, return_attention_weights is not None)
         h = self.norm_graph(x + F.dropout(self.lin_graph_out(h), self.dropout, self.training))
 
         # 2. Cross attention ----------------------------------------------------------------
         if self.cross_attention:
             assert token_x is not None
-            c = self._cross(h, batch, token_x, token_batch, token_edge_index, sizes)
+            c = self._cross(h, batch, token_x, token_batch, token_edge_index, structure)
             h = self.norm_cross(h + F.dropout(self.lin_cross_out(c), self.dropout,
                                               self.training))
 
@@ -422,29 +423,38 @@ class GTNConv(MessagePassing):
         return h
 
     # ------------------------------------------------------------------------------------------
-    def _structure_embedding(self, node_entity: Tensor, sentence_index: Tensor,
+    def structure(self, edge_index: OptTensor = None, edge_type: OptTensor = None,
+                  batch: OptTensor = None, node_entity: OptTensor = None,
+                  sentence_index: OptTensor = None, token_batch: OptTensor = None,
+                  num_nodes: int = 0, num_tokens: int = 0,
+                  sizes: Optional[BatchSizes] = None) -> GTNStructure:
+        r"""The :class:`~pyg_docre.nn.conv.gtn_structure.GTNStructure` of a batch for this
+        layer (and every layer configured like it), to pass as ``structure=`` to several
+        calls; see :func:`~pyg_docre.nn.conv.gtn_structure.gtn_structure` (``sizes`` given:
+        no host synchronisation)."""
+        return gtn_structure(self, edge_index, edge_type, batch, node_entity, sentence_index,
+                             token_batch, num_nodes, num_tokens, sizes)
+
+    def _structure_embedding(self, structure: GTNStructure, sentence_node: Tensor,
                              num_nodes: int) -> Tensor:
         r"""``emb_e(e_i) + mean_{s in S_i} emb_s(s)``, ``[N, C]`` (wrapping indices)."""
         assert self.emb_entity is not None and self.emb_sentence is not None
-        num_e, num_s = self.num_entity_embeddings, self.num_sentence_embeddings
-        entity_row = torch.where(node_entity >= 0, node_entity % num_e,
-                                 torch.full_like(node_entity, num_e))
+        entity_row, sentence_row = structure.entity_row, structure.sentence_row
+        assert entity_row is not None and sentence_row is not None
         out = self.emb_entity(entity_row)
-        node, sent = sentence_index[0], sentence_index[1]
-        emb = self.emb_sentence(sent % num_s)
-        mean = scatter(emb, node, dim=0, dim_size=num_nodes, reduce="mean")
-        count = scatter(torch.ones_like(node), node, dim=0, dim_size=num_nodes, reduce="sum")
-        reserved = self.emb_sentence.weight[num_s].expand_as(mean)
-        return out + torch.where((count > 0).unsqueeze(-1), mean, reserved)
+        emb = self.emb_sentence(sentence_row)
+        mean = scatter(emb, sentence_node, dim=0, dim_size=num_nodes, reduce="mean")
+        reserved = self.emb_sentence.weight[self.num_sentence_embeddings].expand_as(mean)
+        return out + torch.where(structure.has_sentence, mean, reserved)
 
     def _graph_attention(self, x: Tensor, edge_index: OptTensor, edge_type: OptTensor,
-                         batch: OptTensor, node_entity: OptTensor, sentence_index: OptTensor,
-                         sizes: BatchSizes, need_alpha: bool
-                         ) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
+                         batch: OptTensor, sentence_index: OptTensor, structure: GTNStructure,
+                         need_alpha: bool) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
         N, K, d = x.size(0), self.num_edge_types, self.head_channels
-        num_docs = sizes.num_docs
+        num_docs = structure.sizes.num_docs
         value = self.lin_value(x).view(N, self.heads, d)
         p = self.attention_dropout if self.training else 0.0
+        nodes = structure.node_layout
 
         if self.graph_attention == "self":
             query, key = self.lin_query(x), self.lin_key(x)
@@ -454,8 +464,8 @@ class GTNConv(MessagePassing):
                 key = torch.cat([key, self.lin_key_global(x)], dim=-1)
             query, key = query.view(N, self.heads, d), key.view(N, self.heads, d)
             if self.attention == "sparse":
-                out = document_attention(query, key, value, batch, batch, num_docs, p,
-                                         sizes.max_num_nodes, sizes.max_num_nodes)
+                assert nodes is not None
+                out = layout_attention(query, key, value, nodes, nodes, p)
             else:
                 out = dense_self_attention(query, key, value, batch, batch, num_docs, p,
                                            self.training)
@@ -465,22 +475,23 @@ class GTNConv(MessagePassing):
         query = self.lin_query(x).view(N, K, d)
         key = self.lin_key(x).view(N, K, d)
         if self.attention == "sparse":
-            local, alpha = self._sparse_local_heads(query, key, value[:, :K], edge_index,
-                                                    edge_type)
+            assert structure.local_edge_index is not None
+            local, alpha = self._sparse_local_heads(query, key, value[:, :K],
+                                                    structure.local_edge_index)
         else:
             local, alpha = dense_local_heads(query, key, value[:, :K], edge_index, edge_type,
                                              batch, num_docs, need_alpha, p, self.training)
         parts = [local]
         if self.global_head:
-            assert node_entity is not None and sentence_index is not None
+            assert sentence_index is not None
             assert self.lin_query_global is not None and self.lin_key_global is not None
-            x_tilde = x + self._structure_embedding(node_entity, sentence_index, N)
+            x_tilde = x + self._structure_embedding(structure, sentence_index[0], N)
             q_g = self.lin_query_global(x_tilde).view(N, 1, d)
             k_g = self.lin_key_global(x_tilde).view(N, 1, d)
             v_g = value[:, K:]
             if self.attention == "sparse":
-                parts.append(document_attention(q_g, k_g, v_g, batch, batch, num_docs, p,
-                                                sizes.max_num_nodes, sizes.max_num_nodes))
+                assert nodes is not None
+                parts.append(layout_attention(q_g, k_g, v_g, nodes, nodes, p))
             else:
                 parts.append(dense_self_attention(q_g, k_g, v_g, batch, batch, num_docs, p,
                                                   self.training))
@@ -493,18 +504,17 @@ class GTNConv(MessagePassing):
             attn = (torch.cat([edge_index, torch.stack([loops, loops])], dim=1), alpha)
         return out, attn
 
-    def _sparse_local_heads(self, query: Tensor, key: Tensor, value: Tensor, edge_index: Tensor,
-                            edge_type: Tensor) -> Tuple[Tensor, Tensor]:
-        """Edge-type heads by message passing on the per-head replicated graph.
+    def _sparse_local_heads(self, query: Tensor, key: Tensor, value: Tensor,
+                            local_edge_index: Tensor) -> Tuple[Tensor, Tensor]:
+        """Edge-type heads by message passing on the per-head replicated graph
+        (:attr:`GTNStructure.local_edge_index`).
 
         Node ``i`` in head ``k`` becomes virtual node ``i * K + k``; an edge ``j -> i`` of type
         ``k`` becomes ``j * K + k -> i * K + k``, so that PyG's softmax grouped by destination is
         grouped by (destination, head). Self loops are added per virtual node.
         """
         N, K, d = query.shape
-        virtual = torch.stack([edge_index[0] * K + edge_type, edge_index[1] * K + edge_type])
-        virtual, _ = add_self_loops(virtual, num_nodes=N * K)
-        out = self.propagate(virtual, query=query.reshape(N * K, 1, d),
+        out = self.propagate(local_edge_index, query=query.reshape(N * K, 1, d),
                              key=key.reshape(N * K, 1, d), value=value.reshape(N * K, 1, d),
                              size=(N * K, N * K))
         alpha = self._alpha
@@ -514,7 +524,7 @@ class GTNConv(MessagePassing):
 
     # ------------------------------------------------------------------------------------------
     def _cross(self, h: Tensor, batch: OptTensor, token_x: Tensor, token_batch: OptTensor,
-               token_edge_index: OptTensor, sizes: BatchSizes) -> Tensor:
+               token_edge_index: OptTensor, structure: GTNStructure) -> Tensor:
         assert self.lin_cross_query is not None
         assert self.lin_cross_key is not None and self.lin_cross_value is not None
         N, T = h.size(0), token_x.size(0)
@@ -525,14 +535,15 @@ class GTNConv(MessagePassing):
         value = self.lin_cross_value(token_x).view(T, H, dc)
         if self.attention == "dense":
             return dense_cross_attention(
-                query, key, value, batch, token_batch, token_edge_index, sizes.num_docs, G,
-                self.cross_local_heads, self.attention_dropout, self.training).reshape(N, H * dc)
+                query, key, value, batch, token_batch, token_edge_index,
+                structure.sizes.num_docs, G, self.cross_local_heads, self.attention_dropout,
+                self.training).reshape(N, H * dc)
         parts = []
         if G > 0:
             p = self.attention_dropout if self.training else 0.0
-            parts.append(document_attention(query[:, :G], key[:, :G], value[:, :G], batch,
-                                            token_batch, sizes.num_docs, p,
-                                            sizes.max_num_nodes, sizes.max_num_tokens))
+            assert structure.node_layout is not None and structure.token_layout is not None
+            parts.append(layout_attention(query[:, :G], key[:, :G], value[:, :G],
+                                          structure.node_layout, structure.token_layout, p))
         if self.cross_local_heads > 0:
             assert token_edge_index is not None
             parts.append(self._chunked_propagate(token_edge_index, query[:, G:], key[:, G:],
