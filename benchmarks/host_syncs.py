@@ -9,7 +9,8 @@ the GPU's queue is empty, so the two stop overlapping. This benchmark lists thos
 
 * ``--device cuda``: exact. :func:`torch.cuda.set_sync_debug_mode` ("warn") reports every
   synchronising CUDA call; each is attributed to the innermost ``pyg_docre`` frame of the Python
-  stack (or to ``torch internals`` when there is none: optimiser, clipping, ...).
+  stack (or to ``torch internals`` when there is none: optimiser, clipping, ...), skipping the
+  shared read helper ``pyg_docre.utils.read_back`` (:data:`PASS_THROUGH`) for its caller.
 * ``--device cpu``: an upper bound, for machines without a GPU and for the tests. A
   :class:`~torch.overrides.TorchFunctionMode` records the calls that synchronise when their
   tensor lives on a GPU (``item``, ``int()``/``float()``/``bool()`` of a tensor, ``tolist``,
@@ -53,6 +54,9 @@ PACKAGE = str(_common.ROOT / "pyg_docre")
 INTERNALS = "torch internals (optimiser, clipping, ...)"
 #: Modules of ``pyg_docre`` that compute on host tensors only (left out of the CPU mode's count).
 HOST_MODULES = ("pyg_docre/nn/window_plan.py",)
+#: Shared helpers whose reads are attributed to their caller (``read_back`` reads for the model,
+#: the encoder and context pooling alike; the site that matters is who asked).
+PASS_THROUGH = frozenset({("pyg_docre/utils.py", "read_back")})
 #: Calls that synchronise when their tensor is on a GPU (the CPU mode's upper bound).
 SYNCING = frozenset({"item", "__int__", "__float__", "__bool__", "__index__", "tolist",
                      "nonzero", "argwhere", "unique", "unique_consecutive", "bincount",
@@ -60,10 +64,13 @@ SYNCING = frozenset({"item", "__int__", "__float__", "__bool__", "__index__", "t
 
 
 def call_site(stack: Sequence[traceback.FrameSummary]) -> str:
-    """``path:line function`` of the innermost frame in ``pyg_docre`` (else :data:`INTERNALS`)."""
+    """``path:line function`` of the innermost frame in ``pyg_docre`` outside the
+    :data:`PASS_THROUGH` helpers (else :data:`INTERNALS`)."""
     for frame in reversed(stack):
         if frame.filename.startswith(PACKAGE):
             path = Path(frame.filename).relative_to(_common.ROOT).as_posix()
+            if (path, frame.name) in PASS_THROUGH:
+                continue
             return f"{path}:{frame.lineno} {frame.name}"
     return INTERNALS
 

@@ -1,5 +1,8 @@
 """Small shared helpers: seeding, id2rel, the dataset lookup, the pair -> document index."""
 import random
+import sys
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +11,7 @@ import torch
 from pyg_docre.data import id2rel, pair_batch
 from pyg_docre.paths import find_dataset_file
 from pyg_docre.training.trainer import set_seed as trainer_set_seed
-from pyg_docre.utils import set_seed
+from pyg_docre.utils import read_back, set_seed
 
 
 def test_set_seed_seeds_python_numpy_and_torch():
@@ -39,3 +42,18 @@ def test_pair_batch():
     entity_ptr = torch.tensor([0, 2, 2, 5])          # documents of 2, 0 and 3 entities
     pairs = torch.tensor([[0, 1, 2, 4], [1, 0, 3, 2]])
     assert pair_batch(pairs, entity_ptr).tolist() == [0, 0, 2, 2]
+
+
+def test_read_back_reads_once_and_splits():
+    """Several integer tensors in one copy to the host, split back in order."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import host_syncs
+
+    parts = [torch.tensor([0, 3, 7]), torch.tensor([[1, 2], [5, 6]]), torch.tensor(9),
+             torch.tensor([], dtype=torch.long), torch.tensor([4], dtype=torch.int32)]
+    counts = Counter()
+    with host_syncs._SyncProneCalls(counts):
+        values = read_back(parts)
+    assert values == [[0, 3, 7], [1, 2, 5, 6], [9], [], [4]]
+    assert sum(counts.values()) == 1, counts
+    assert read_back([]) == []

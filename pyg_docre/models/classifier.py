@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
+from pyg_docre.utils import read_back
+
 __all__ = ["localized_context", "GroupedBilinearClassifier", "CHUNK_ELEMENTS"]
 
 #: The largest intermediate a chunk of pairs may take (elements; 2^26 float32 = 256 MB): the
@@ -60,9 +62,7 @@ def localized_context(hidden: Tensor, token_ptr: Tensor, mention_attention: list
     if bounds is None:
         pair_ptr = torch.searchsorted(pair_batch, torch.arange(num_docs + 1,
                                                                device=pair_batch.device))
-        flat = torch.cat([token_ptr, entity_ptr, pair_ptr]).tolist()
-        bounds = (flat[:num_docs + 1], flat[num_docs + 1:2 * num_docs + 2],
-                  flat[2 * num_docs + 2:])
+        bounds = tuple(read_back([token_ptr, entity_ptr, pair_ptr]))
     tok, ent_ptr, pair_ptr_host = bounds
     context = hidden.new_zeros(pairs.size(1), hidden.size(-1))
     mention_start = 0

@@ -35,6 +35,7 @@ from pyg_docre.nn.conv import GTNStructure
 from pyg_docre.nn.encoder import WindowedEncoder, select_attention_implementation
 from pyg_docre.nn.gtn import GTN
 from pyg_docre.pretrained import resolve_pretrained
+from pyg_docre.utils import read_back
 
 from .checkpoint import (CONFIG_NAME, FORMAT, TOKENIZER_DIR, WEIGHTS_NAME, CheckpointError,
                          build_encoder, load_checkpoint_tokenizer, load_weights,
@@ -332,10 +333,7 @@ def read_host_values(data, token_ptr: Tensor, entity_ptr: Tensor, pairs_batch: T
     if view is not None:        # the longest document's GTN nodes
         parts.append(document_sizes(view.batch, view.num_nodes, num_docs, device).max()
                      if view.num_nodes else torch.zeros((), dtype=torch.long, device=device))
-    values = torch.cat([t.reshape(-1).long() for t in parts]).tolist()
-    sizes = [t.numel() for t in parts]
-    bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-    host = [values[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    host = read_back(parts)
     tok, ent, pair, queries = host[:4]
     rest = iter(host[4:])
     prefix, suffix = (_first_int(next(rest) if on_device else v)

@@ -75,6 +75,7 @@ from torch import Tensor, nn
 
 from pyg_docre.nn.window_plan import (ForwardCall, check_max_padding, plan_batch,
                                       plan_forward_batches, plan_windows)
+from pyg_docre.utils import read_back
 
 __all__ = [
     "WindowedEncoder",
@@ -609,6 +610,6 @@ def _to_host(ptr, query_index) -> tuple[list[int], list[int] | None]:
 
     if isinstance(ptr, Tensor) and isinstance(query_index, Tensor) \
             and ptr.device == query_index.device:
-        values = torch.cat([ptr.reshape(-1).long(), query_index.reshape(-1).long()]).tolist()
-        return values[:ptr.numel()], values[ptr.numel():]
+        ptr_values, query_values = read_back([ptr, query_index])
+        return ptr_values, query_values
     return as_list(ptr), None if query_index is None else as_list(query_index)
