@@ -169,6 +169,9 @@ class ForwardCall:
     padded: bool = True
     num_triples: int = 0
     q_max: int = 0
+    #: ``[Wc, N]`` host-only: which tokens each window owns (planning uses it; not moved by
+    #: :meth:`WindowPlan.to`, and ``None`` there)
+    own: Tensor | None = None
 
 
 @dataclass
@@ -215,7 +218,7 @@ class WindowPlan:
                                  [t.numel() for t in present]))
         on_device = {id(t): next(moved).view(t.shape) for t in present}
         get = (lambda t: None if t is None else on_device[id(t)])
-        calls = [replace(call, tensors={k: get(t) for k, t in call.tensors.items()})
+        calls = [replace(call, tensors={k: get(t) for k, t in call.tensors.items()}, own=None)
                  for call in self.calls]
         return replace(self, calls=calls, dst=get(self.dst), query_doc=get(self.query_doc),
                        query_local=get(self.query_local))
@@ -247,7 +250,7 @@ def plan_batch(ptr: Sequence[int], query_index: Tensor | None, *, max_length: in
         own_index = own.view(-1).nonzero().view(-1)
         plan.calls.append(ForwardCall(windows=list(ids),
                                       tensors={"src": src, "own_index": own_index},
-                                      padded=any(lengths[w] < n_max for w in ids)))
+                                      padded=any(lengths[w] < n_max for w in ids), own=own))
     if plan.calls:
         plan.dst = torch.cat([c.tensors["src"].view(-1)[c.tensors["own_index"]]
                               for c in plan.calls])
@@ -331,9 +334,8 @@ def _plan_query_rows(plan: WindowPlan, windows: _Windows, ptr: Sequence[int],
             continue
         src = call.tensors["src"]
         doc_start = torch.tensor([ptr[windows.doc[w]] for w in call.windows], dtype=torch.long)
-        own = torch.zeros_like(src, dtype=torch.bool).view(-1)
-        own[call.tensors["own_index"]] = True
-        key_pos = torch.where(own.view_as(src), src - doc_start[:, None],
+        assert call.own is not None
+        key_pos = torch.where(call.own, src - doc_start[:, None],
                               torch.full_like(src, -1))      # [Wc, N]
         q = q_plan["trip_q"][sel]
         w = local_of_window[q_plan["trip_w"][sel]]
