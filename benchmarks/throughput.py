@@ -154,7 +154,7 @@ class EncoderTrainer:
 
 def build_variant(name: str, graphs: Sequence, rel2id: dict, seed: int, batch_size: int,
                   workdir: Path, device: str = "cpu", precision: str = "fp32",
-                  max_padding=None) -> Variant:
+                  max_padding=None, compile_gtn: bool = False) -> Variant:
     """``full`` or ``baseline``, built as ``experiments/run.py`` builds them, or ``encoder``;
     every variant batches the encoder's windows with the same ``max_padding``."""
     from pyg_docre.config import ModelConfig, ObjectivesConfig, TrainingConfig
@@ -176,7 +176,7 @@ def build_variant(name: str, graphs: Sequence, rel2id: dict, seed: int, batch_si
     model = DocREModel(model_config, rel2id, **objectives.model_outputs(model_config.baseline))
     objective = DocREObjective(objectives, model.channels, model.distill_layers)
     training = TrainingConfig(device=device, batch_size=batch_size, epochs=1, seed=seed,
-                              precision=precision)
+                              precision=precision, compile_gtn=compile_gtn)
     trainer = Trainer(model, objective, training, list(graphs), dev_loader=[],
                       evaluate_dev=lambda predictions: {}, checkpoint_dir=workdir / name)
     return Variant(name, model, objective, trainer)
@@ -532,6 +532,8 @@ def markdown_report(result: dict) -> str:
         headers += ["train GPU MB (max allocated)", "inference GPU MB (max allocated)"]
     ratio_rows = [[name, r["ratio"], f"<= {r['target_max']}", "met" if r["met"] else "MISSED"]
                   for name, r in result["ratios"].items()]
+    compiled = (", the full model's GTN compiled (`training.compile_gtn`; no profiled pass)"
+                if settings.get("compile_gtn") else "")
     parts = [
         "# Throughput: DocRE-BSI (full) against the ATLOP baseline and the encoder alone\n",
         f"{settings['docs']} Re-DocRED dev documents, batch {settings['batch_size']}, "
@@ -540,7 +542,7 @@ def markdown_report(result: dict) -> str:
         f"`{_common.ENCODER}`, device `{settings['device_name']}`, precision "
         f"`{settings['precision']}`, encoder windows batched with `max_padding="
         f"{settings.get('encoder_max_padding')!r}` (None: padded batches, as the training "
-        f"configs). Training step = `Trainer.train_step` (as "
+        f"configs){compiled}. Training step = `Trainer.train_step` (as "
         f"`Trainer.train_epoch`); inference = `evaluation.predict`; `encoder` = the Hugging "
         f"Face model alone (sdpa) on the same windows, forward + backward + AdamW. See "
         f"`benchmarks/README.md`.\n",
@@ -548,7 +550,7 @@ def markdown_report(result: dict) -> str:
         "\n## Ratios of the time per document\n",
         _common.markdown_table(["", "ratio", "target", "status"], ratio_rows),
     ]
-    for kind in ("train", "inference"):
+    for kind in ("train", "inference") if result["profile"] else ():
         scope = "forward + backward" if kind == "train" else "forward only"
         parts.append(f"\n## Where the time goes: {kind} (percent of profiled time, {scope})\n")
         table = []
@@ -635,6 +637,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="how every variant batches the encoder's windows "
                              "(model.encoder_max_padding): null (default, padded batches, as "
                              "the training configs), auto, or a share in [0, 1]")
+    parser.add_argument("--compile-gtn", action="store_true",
+                        help="torch.compile the full model's GTN (training.compile_gtn); the "
+                             "warm-up batches compile it, and the profiled pass is skipped "
+                             "(its labels would make the compiled GTN recompile)")
     parser.add_argument("--out", default=None, help="output directory "
                         f"(default: {_common.DEFAULT_OUT.relative_to(_common.ROOT)})")
     args = parser.parse_args(argv)
@@ -666,12 +672,13 @@ def run(args: argparse.Namespace, meta: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         variants = [build_variant(name, graphs, rel2id, args.seed, args.batch_size, Path(tmp),
                                   device=args.device, precision=args.precision,
-                                  max_padding=args.encoder_max_padding)
+                                  max_padding=args.encoder_max_padding,
+                                  compile_gtn=args.compile_gtn)
                     for name in VARIANTS]
         timing = measure(variants, loader, warmup_loader, args.passes, len(graphs), device)
         profile = {}
         for variant in variants:
-            if variant.name not in PROFILED:
+            if variant.name not in PROFILED or args.compile_gtn:
                 continue
             profile[variant.name] = {}
             for kind in ("train", "inference"):
@@ -680,13 +687,15 @@ def run(args: argparse.Namespace, meta: dict) -> dict:
     return {"benchmark": "throughput", "metadata": meta,
             "settings": {"docs": len(graphs), "batch_size": args.batch_size,
                          "passes": args.passes, "profile_batches": args.profile_batches,
-                         "profiled_docs": len(graphs[:args.batch_size * args.profile_batches]),
                          "seed": args.seed, "split": "re-docred dev_revised.json",
                          "device": args.device, "precision": args.precision,
                          "device_name": (torch.cuda.get_device_name(device)
                                          if device.type == "cuda" else _common.cpu_model()),
                          "encoder": _common.ENCODER,
                          "encoder_max_padding": args.encoder_max_padding,
+                         "compile_gtn": args.compile_gtn,
+                         "profiled_docs": 0 if args.compile_gtn else len(
+                             graphs[:args.batch_size * args.profile_batches]),
                          "full": f"ModelConfig(encoder_max_padding={padding!r}), "
                                  f"ObjectivesConfig(distill_layers=[3, 6])",
                          "baseline": f"ModelConfig(baseline=True, "

@@ -216,6 +216,12 @@ class TrainingConfig:
     num_workers: Optional[int] = None
     #: Pinned host memory for the batches (used on CUDA only).
     pin_memory: bool = True
+    #: torch.compile the GTN (DocREModel.compile_gtn: one graph, dynamic shapes). On a GPU the
+    #: GTN's step is bound by launching its many small kernels, which compiling fuses. The first
+    #: training batch, the first evaluation batch and the final test model each compile once (a
+    #: minute or two). Equal to eager to float tolerance, not bitwise (compiled dropout draws
+    #: its own random numbers). No effect without a GTN (model.baseline).
+    compile_gtn: bool = False
     seed: int = 66
     #: Stop each epoch after this many optimiser steps (None: the whole epoch); for smoke runs.
     max_steps_per_epoch: Optional[int] = None

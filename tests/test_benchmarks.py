@@ -299,6 +299,20 @@ def test_throughput_quick_mode_writes_ratios(tmp_path):
     assert "## Ratios of the time per document" in (tmp_path / "throughput.md").read_text()
 
 
+@pytest.mark.slow
+def test_throughput_with_the_compiled_gtn(tmp_path):
+    """``--compile-gtn``: timings of the compiled full model, no profiled pass."""
+    torch._dynamo.reset()
+    assert throughput.main(["--quick", "--docs", "2", "--compile-gtn",
+                            "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "throughput.json").read_text())
+    assert result["settings"]["compile_gtn"] is True and result["profile"] == {}
+    assert result["timing"]["full"]["train"]["docs_per_s"] > 0
+    text = (tmp_path / "throughput.md").read_text()
+    assert "GTN compiled" in text and "Where the time goes" not in text
+    torch._dynamo.reset()
+
+
 # ----------------------------------------------------------------------------------------------
 # profile_layer.py
 # ----------------------------------------------------------------------------------------------

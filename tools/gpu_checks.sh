@@ -12,8 +12,8 @@
 #   (what travels, checkout included, must stay under 64 MiB: about 55 MiB today)
 # Variables: DEVICE (cuda), QUICK=1 (small sizes, for a dry run on the CPU with DEVICE=cpu),
 #   SKIP_CHECKS=1 (only the study below), STEPS="test_gpu throughput_bf16" (only the checks
-#   named: versions nvidia_smi test_gpu throughput throughput_bf16 host_syncs sparse_vs_dense;
-#   all if unset),
+#   named: versions nvidia_smi test_gpu throughput throughput_bf16 throughput_compiled host_syncs
+#   sparse_vs_dense; all if unset),
 #   COMMIT=<git rev-parse HEAD here> (written to summary.txt: the device copies the working tree
 #   but its git metadata can be an older commit, so the runs and benchmarks there record that
 #   commit with -dirty: the calls of 2026-11-27 recorded dd2e8f1 for 9c34572 and 7e5e849),
@@ -120,6 +120,8 @@ if [ "${SKIP_CHECKS:-0}" != 1 ]; then
             --out "$STAGE/throughput"
         step throughput_bf16 $PY benchmarks/throughput.py --device "$DEVICE" --docs 96 --passes 3 \
             --precision bf16 --out "$STAGE/throughput_bf16"
+        step throughput_compiled $PY benchmarks/throughput.py --device "$DEVICE" --docs 96 \
+            --passes 3 --compile-gtn --out "$STAGE/throughput_compiled"
         step host_syncs $PY benchmarks/host_syncs.py --device "$DEVICE" --out "$STAGE/host_syncs"
         # (dense at k=1024 is skipped by its memory estimate; sparse runs it)
         step sparse_vs_dense $PY benchmarks/sparse_vs_dense.py --device "$DEVICE" \

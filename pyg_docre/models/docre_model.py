@@ -148,6 +148,18 @@ class DocREModel(nn.Module):
         return self.gtn.structure(**kwargs, num_nodes=view.num_nodes, num_tokens=num_tokens,
                                   sizes=sizes)
 
+    def compile_gtn(self, **kwargs) -> bool:
+        """Compile the GTN stack in place with :func:`torch.compile` (``dynamic=True`` unless
+        given; :meth:`torch.nn.Module.compile`, so parameters, state dict and checkpoints are
+        unchanged). The model hands the GTN a prebuilt structure (:meth:`gtn_structure`), so
+        the stack is one graph without breaks and new batch shapes do not recompile it.
+        Returns ``False`` (and does nothing) without a GTN."""
+        if self.gtn is None:
+            return False
+        kwargs.setdefault("dynamic", True)
+        self.gtn.compile(**kwargs)
+        return True
+
     def run_gtn(self, x: Tensor, view: GTNInputs, token_x: Tensor,
                 structure: GTNStructure | None = None) -> Tensor:
         # build_hdg validated the graph when it was built, so the layers' host-side input checks

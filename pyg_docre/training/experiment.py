@@ -226,6 +226,8 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
     train_seconds = time.perf_counter() - train_start
 
     best = DocREModel.from_pretrained(checkpoint, map_location=trainer.device)
+    if config.training.compile_gtn:
+        best.compile_gtn()
     trainer.model = best
     metrics: dict = {"name": config.name, "command": command, "best_epoch": trainer.best_epoch,
                      "environment": {**environment, "device": str(trainer.device)}}

@@ -92,6 +92,8 @@ class Trainer:
         self.autocast = autocast_factory(config.precision, self.device)
         self.model.to(self.device)
         self.objective.to(self.device)
+        if config.compile_gtn:
+            model.compile_gtn()
         generator = torch.Generator()
         generator.manual_seed(config.seed)
         self.sampler = (DistributedSampler(train_set, num_replicas=self.distributed.world_size,

@@ -8,7 +8,7 @@ from pyg_docre.cli import CONFIG_DIR, find_config, list_configs, main
 from pyg_docre.data import load_docred
 from pyg_docre.metrics import DocREDScorer, read_result
 
-from conftest import ROOT, run_python
+from run_helpers import ROOT, run_python
 
 ALL = "-inf"
 

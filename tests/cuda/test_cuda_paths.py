@@ -131,6 +131,51 @@ def test_smoke_experiment_and_predict_end_to_end(device, tmp_path, redocred_test
         map(key, read_result(out / "result_test.json")))
 
 
+def test_compiled_gtn_on_device(device, graphs):
+    """torch.compile (Inductor: Triton kernels on CUDA) gives the eager GTN's outputs and
+    gradients on the device, for two batch shapes without recompiling."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    gtn = GTN(384).to(device).eval()
+    counter = CompileCounterWithBackend("inductor")
+    compiled = torch.compile(gtn, backend=counter, dynamic=True, fullgraph=True)
+    frames = None
+    for size in (4, 2):
+        batch = next(iter(DataLoader(graphs[:size], batch_size=size))).to(device)
+        view = to_gtn_inputs(batch)
+        token_x = torch.randn(batch["token"].num_nodes, 384, device=device)
+        kwargs = view.graph_kwargs()
+        structure = gtn.structure(**{k: v for k, v in kwargs.items() if k != "token_edge_index"},
+                                  num_nodes=view.num_nodes, num_tokens=token_x.size(0))
+        results = []
+        for call in (compiled, gtn):
+            gtn.zero_grad()
+            x = torch.randn(view.num_nodes, 384, device=device,
+                            generator=torch.Generator(device).manual_seed(size))
+            x.requires_grad_()
+            out = call(x, token_x=token_x, check_inputs=False, structure=structure, **kwargs)
+            out.pow(2).mean().backward()
+            results.append([out.detach(), x.grad, gtn.convs[0].lin_value.weight.grad.clone()])
+        for ours, eager in zip(*results):
+            torch.testing.assert_close(ours, eager, atol=1e-4, rtol=1e-4)
+        frames = counter.frame_count if frames is None else frames
+        assert counter.frame_count == frames, "recompiled for another batch shape"
+    torch._dynamo.reset()
+
+
+def test_smoke_experiment_with_compiled_gtn(device, tmp_path):
+    """training.compile_gtn end to end: training, evaluation and the reloaded test model."""
+    out = tmp_path / "run"
+    proc = _python("experiments/run.py", "--config", "smoke", "--output", str(out),
+                   "--set", f"training.device={device}", "--set", "training.epochs=1",
+                   "--set", "training.max_steps_per_epoch=2",
+                   "--set", "training.compile_gtn=true")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "test" in json.loads((out / "metrics.json").read_text())
+
+
 def test_torchrun_two_gpus(device, tmp_path):
     """DDP with NCCL: two processes on two GPUs run the smoke experiment."""
     if device.type != "cuda" or torch.cuda.device_count() < 2:

@@ -183,3 +183,25 @@ def test_a_training_step_reads_its_losses_back_once(graphs, rel2id, tmp_path):
     training = {(call, site.rsplit(" ", 1)[-1]): n for (call, site), n in counts.items()
                 if "pyg_docre/training/" in site}
     assert training == {("tolist", "read_scalars"): 1}, counts
+
+
+def test_compile_gtn_trains_through_the_compiled_stack(graphs, rel2id, tmp_path, monkeypatch):
+    """``training.compile_gtn``: the model's GTN is compiled (here with the fast ``aot_eager``
+    backend, ``fullgraph=True``: the model's call has no graph break) and trained through it,
+    node reconstruction's second pass included."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    counter = CompileCounterWithBackend("aot_eager")
+    original = DocREModel.compile_gtn
+    monkeypatch.setattr(DocREModel, "compile_gtn", lambda self, **kw: original(
+        self, backend=counter, fullgraph=True, **kw))
+    torch._dynamo.reset()
+    try:
+        trainer = _trainer(graphs, rel2id, tmp_path, compile_gtn=True, max_steps_per_epoch=1)
+        weight = trainer.model.gtn.convs[0].lin_value.weight
+        before = weight.detach().clone()
+        trainer.train_epoch(1)
+        assert counter.frame_count >= 1
+        assert not torch.equal(before, weight)
+    finally:
+        torch._dynamo.reset()
