@@ -68,6 +68,8 @@ def test_a_structure_of_another_batch_is_a_named_error(hdg):
         sizes=structure_of(conv, g).sizes._replace(max_num_tokens=999))
     with pytest.raises(ValueError, match=r"structure\.sizes"):
         conv(**g.args(), structure=wrong_sizes)
+    with pytest.raises(ValueError, match=r"structure\.sizes"):
+        conv(**g.args(), structure=wrong_sizes._replace(sizes=None))
     with pytest.raises(ValueError, match="must be a GTNStructure"):
         conv(**g.args(), structure=tuple(structure_of(conv, g)))
     with pytest.raises(ValueError, match="not both"):

@@ -8,7 +8,7 @@ launch each).
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -16,6 +16,9 @@ from torch_geometric.typing import OptTensor
 from torch_geometric.utils import add_self_loops
 
 from ..attention import BatchSizes, DocumentLayout, batch_sizes, document_layout
+
+if TYPE_CHECKING:
+    from .gtn_conv import GTNConv
 
 __all__ = ["GTNStructure", "gtn_structure", "check_gtn_structure"]
 
@@ -41,7 +44,7 @@ class GTNStructure(NamedTuple):
     has_sentence: OptTensor
 
 
-def gtn_structure(conv, edge_index: OptTensor = None, edge_type: OptTensor = None,
+def gtn_structure(conv: "GTNConv", edge_index: OptTensor = None, edge_type: OptTensor = None,
                   batch: OptTensor = None, node_entity: OptTensor = None,
                   sentence_index: OptTensor = None, token_batch: OptTensor = None,
                   num_nodes: int = 0, num_tokens: int = 0,
@@ -108,7 +111,8 @@ def check_gtn_structure(structure: GTNStructure, expected: GTNStructure) -> None
         elif isinstance(wanted, Tensor) or isinstance(given, Tensor):
             same = _same_tensor(given, wanted)
         else:
-            same = tuple(given) == tuple(wanted) if name == "sizes" else given == wanted
+            same = (isinstance(given, tuple) and tuple(given) == tuple(wanted)
+                    if name == "sizes" else given == wanted)
         if not same:
             raise ValueError(f"structure.{name} does not match the inputs (it was built for "
                              f"another batch or another layer configuration)")
