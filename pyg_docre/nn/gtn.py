@@ -11,7 +11,7 @@ from torch_geometric.typing import OptTensor
 from .attention import BatchSizes
 from .conv import GTNConv
 from .conv.gtn_checks import check_gtn_arguments, check_gtn_inputs
-from .conv.gtn_structure import GTNStructure, check_gtn_structure
+from .conv.gtn_structure import GTNStructure, resolve_gtn_structure
 
 __all__ = ["GTN"]
 
@@ -122,20 +122,12 @@ class GTN(torch.nn.Module):
                     check_gtn_inputs(self.convs[0], x, edge_index, edge_type, batch,
                                      node_entity, sentence_index, tx, token_batch,
                                      token_edge_index)
-        if structure is not None and sizes is not None:
-            raise ValueError("pass sizes or structure, not both (a structure holds its sizes)")
         # Derive the structure tensors (and read the batch's sizes back) once for all layers
         # (every layer's tokens have the same documents), not once per layer or attention call.
         num_tokens = 0 if token_xs[0] is None else token_xs[0].size(0)
-        if structure is None or check_inputs:
-            built = self.structure(edge_index, edge_type, batch, node_entity, sentence_index,
-                                   token_batch, x.size(0), num_tokens,
-                                   None if check_inputs else sizes)
-            if sizes is not None and tuple(sizes) != tuple(built.sizes):
-                raise ValueError(f"sizes={sizes} do not match the batch's {built.sizes}")
-            if structure is not None:
-                check_gtn_structure(structure, built)
-            structure = built
+        structure = resolve_gtn_structure(self.convs[0], structure, check_inputs, edge_index,
+                                          edge_type, batch, node_entity, sentence_index,
+                                          token_batch, x.size(0), num_tokens, sizes)
         outs = []
         for conv, tx in zip(self.convs, token_xs):
             x = conv(x, edge_index, edge_type, batch, node_entity, sentence_index, tx,

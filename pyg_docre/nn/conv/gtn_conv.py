@@ -18,7 +18,7 @@ from torch_geometric.utils import scatter, softmax
 
 from .gtn_checks import check_gtn_arguments, check_gtn_inputs
 from .gtn_dense import dense_cross_attention, dense_local_heads, dense_self_attention
-from .gtn_structure import GTNStructure, check_gtn_structure, gtn_structure
+from .gtn_structure import GTNStructure, gtn_structure, resolve_gtn_structure
 from ..attention import BatchSizes, layout_attention
 
 __all__ = ["GTNConv"]
@@ -394,13 +394,9 @@ class GTNConv(MessagePassing):
         if check_inputs:
             check_gtn_inputs(self, x, edge_index, edge_type, batch, node_entity, sentence_index,
                              token_x, token_batch, token_edge_index)
-        if structure is None or check_inputs:
-            built = self.structure(edge_index, edge_type, batch, node_entity, sentence_index,
-                                   token_batch, num_nodes,
-                                   0 if token_x is None else token_x.size(0))
-            if structure is not None:
-                check_gtn_structure(structure, built)
-            structure = built
+        structure = resolve_gtn_structure(self, structure, check_inputs, edge_index, edge_type,
+                                          batch, node_entity, sentence_index, token_batch,
+                                          num_nodes, 0 if token_x is None else token_x.size(0))
 
         # 1. Graph attention ----------------------------------------------------------------
         h, attn = self._graph_attention(x, edge_index, edge_type, batch, sentence_index,

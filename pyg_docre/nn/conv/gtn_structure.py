@@ -20,7 +20,7 @@ from ..attention import BatchSizes, DocumentLayout, batch_sizes, document_layout
 if TYPE_CHECKING:
     from .gtn_conv import GTNConv
 
-__all__ = ["GTNStructure", "gtn_structure", "check_gtn_structure"]
+__all__ = ["GTNStructure", "gtn_structure", "check_gtn_structure", "resolve_gtn_structure"]
 
 
 class GTNStructure(NamedTuple):
@@ -116,6 +116,32 @@ def check_gtn_structure(structure: GTNStructure, expected: GTNStructure) -> None
         if not same:
             raise ValueError(f"structure.{name} does not match the inputs (it was built for "
                              f"another batch or another layer configuration)")
+
+
+def resolve_gtn_structure(conv: "GTNConv", structure: Optional[GTNStructure], check: bool,
+                          edge_index: OptTensor = None, edge_type: OptTensor = None,
+                          batch: OptTensor = None, node_entity: OptTensor = None,
+                          sentence_index: OptTensor = None, token_batch: OptTensor = None,
+                          num_nodes: int = 0, num_tokens: int = 0,
+                          sizes: Optional[BatchSizes] = None) -> GTNStructure:
+    """The structure a forward pass uses: the caller's ``structure`` as given, or one built
+    from the inputs (:func:`gtn_structure`).
+
+    With ``check``, it is always built from the inputs (their sizes read back from ``batch``)
+    and a caller's ``structure`` or ``sizes`` must match it (``ValueError`` naming the field);
+    without, a given ``structure`` is used unread and ``sizes`` spare the read-back.
+    """
+    if structure is not None and sizes is not None:
+        raise ValueError("pass sizes or structure, not both (a structure holds its sizes)")
+    if structure is not None and not check:
+        return structure
+    built = gtn_structure(conv, edge_index, edge_type, batch, node_entity, sentence_index,
+                         token_batch, num_nodes, num_tokens, None if check else sizes)
+    if sizes is not None and tuple(sizes) != tuple(built.sizes):
+        raise ValueError(f"sizes={sizes} do not match the batch's {built.sizes}")
+    if structure is not None:
+        check_gtn_structure(structure, built)
+    return built
 
 
 def _same_tensor(a: OptTensor, b: OptTensor) -> bool:
