@@ -30,7 +30,7 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.utils import to_dense_batch
+from torch_geometric.utils import degree, to_dense_batch
 
 __all__ = ["document_sizes", "local_positions", "masked_softmax", "to_dense_heads",
            "dense_index", "document_attention", "DocumentLayout", "document_layout",
@@ -43,8 +43,7 @@ def document_sizes(batch: Optional[Tensor], num_rows: int, num_docs: int,
     synchronisation (``torch.bincount`` would read the largest index back)."""
     if batch is None:
         return torch.full((1,), num_rows, dtype=torch.long, device=device)
-    return torch.zeros(num_docs, dtype=torch.long, device=batch.device).index_add_(
-        0, batch, torch.ones_like(batch))
+    return degree(batch, num_docs, dtype=torch.long)
 
 
 def local_positions(batch: Optional[Tensor], sizes: Tensor, num_rows: int,

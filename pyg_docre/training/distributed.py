@@ -25,6 +25,7 @@ How the trainer uses it (see :class:`~pyg_docre.training.Trainer`):
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -105,9 +106,20 @@ def teardown(synchronize: bool = True) -> None:
     With ``synchronize`` (a normal end), every process waits at a barrier first: a process that
     destroys the group while another still uses it can leave that one hanging in its own
     ``destroy_process_group`` (seen with gloo: rank 0 still saving its outputs). After an error,
-    ``synchronize=False``: the other processes may never arrive (torchrun stops them)."""
+    ``synchronize=False``: the other processes may never arrive (torchrun stops them).
+
+    Drop every ``DistributedDataParallel`` model (the :class:`~pyg_docre.training.Trainer`
+    holding one) *before* calling this. A DDP reducer keeps a reference to the group; if it
+    holds the last one, the group is destroyed when the reducer is, and that destructor holds
+    the GIL while it waits for gloo's worker threads, one of which may still need the GIL to
+    free the barrier's work: the process hangs for good (pytorch/pytorch#56297; seen about
+    one run in ten of a two-process test worker that kept its trainer alive). Destroyed here,
+    through the group's own Python object, the destructor releases the GIL first. Garbage is
+    collected before the barrier so that a model left in a reference cycle goes now too.
+    """
     global _GROUP_OWNED
     if _GROUP_OWNED and dist.is_available() and dist.is_initialized():
+        gc.collect()
         if synchronize and dist.get_world_size() > 1:
             dist.barrier()
         dist.destroy_process_group()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple, Optional
 import torch
 from torch import Tensor
 from torch_geometric.typing import OptTensor
-from torch_geometric.utils import add_self_loops
+from torch_geometric.utils import add_self_loops, degree
 
 from ..attention import BatchSizes, DocumentLayout, batch_sizes, document_layout
 
@@ -90,9 +90,7 @@ def gtn_structure(conv: "GTNConv", edge_index: OptTensor = None, edge_type: OptT
         entity_row = torch.where(node_entity >= 0, node_entity % num_e,
                                  torch.full_like(node_entity, num_e))
         sentence_row = sentence_index[1] % num_s
-        count = torch.zeros(num_nodes, dtype=torch.long, device=sentence_index.device)
-        count = count.index_add_(0, sentence_index[0], torch.ones_like(sentence_index[0]))
-        has_sentence = (count > 0).unsqueeze(-1)
+        has_sentence = (degree(sentence_index[0], num_nodes, dtype=torch.long) > 0).unsqueeze(-1)
     return GTNStructure(sizes, local_edge_index, node_layout, token_layout, entity_row,
                         sentence_row, has_sentence)
 
