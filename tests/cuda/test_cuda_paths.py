@@ -16,6 +16,7 @@ from pyg_docre.models.docre_model import DocREModel
 from pyg_docre.nn import GTN
 from pyg_docre.training.objective import DocREObjective
 from pyg_docre.training.trainer import Trainer
+from run_helpers import run_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -181,12 +182,11 @@ def test_torchrun_two_gpus(device, tmp_path):
     if device.type != "cuda" or torch.cuda.device_count() < 2:
         pytest.skip("needs two CUDA devices")
     out = tmp_path / "ddp"
-    proc = subprocess.run(
+    proc = run_process_group(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "experiments/run.py", "--config", "smoke", "--output", str(out),
          "--set", "training.device=cuda", "--set", "training.max_steps_per_epoch=2"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1500,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        1500, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert json.loads((out / "metrics.json").read_text())["environment"]["world_size"] == 2
 

@@ -90,6 +90,9 @@ def main(out: str) -> None:
     assert record.steps == 1 and record.train_documents == 2, record
     if ctx.is_main:
         save_file(trained_state(trainer), out)
+    # Release the DDP model before the process group (see distributed.teardown): its reducer
+    # holding the group's last reference once hung this worker about one run in ten.
+    del trainer
     distributed.teardown()
 
 

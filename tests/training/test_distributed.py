@@ -1,7 +1,6 @@
 """Training with DistributedDataParallel: two gloo processes on the CPU (torchrun)."""
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,14 +13,14 @@ from pyg_docre.training.distributed import (DistributedContext, context_from_env
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ddp_step_worker  # noqa: E402
+from run_helpers import run_process_group  # noqa: E402
 
 
-def _torchrun(*args, timeout=900):
+def _torchrun(*args, timeout=600):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
            "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node=2", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return run_process_group([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              "--nproc_per_node=2", *args], timeout, cwd=ROOT, env=env)
 
 
 def test_context_from_torchrun_environment():
@@ -99,3 +98,34 @@ def test_smoke_experiment_through_torchrun(tmp_path):
                  "config.yaml", "train.log"):
         assert (out / name).exists(), name
     assert proc.stdout.count("| test |") == 1          # one results table, from rank 0
+
+
+def test_run_experiment_drops_its_trainer_before_leaving_the_group(tmp_path, monkeypatch):
+    """A DDP model still alive when the process group is destroyed can hang the process for
+    good (``distributed.teardown``): ``run_experiment`` releases its trainer first."""
+    import gc
+    import weakref
+
+    from pyg_docre.config import load_config
+    from pyg_docre.training import experiment
+    from pyg_docre.training.trainer import Trainer
+
+    alive: weakref.WeakSet = weakref.WeakSet()
+    original_init = Trainer.__init__
+
+    def tracked_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        alive.add(self)
+
+    def teardown(synchronize=True):
+        gc.collect()                        # as distributed.teardown does
+        live_at_teardown.append(len(alive))
+
+    live_at_teardown: list[int] = []
+    monkeypatch.setattr(Trainer, "__init__", tracked_init)
+    monkeypatch.setattr(experiment.distributed, "teardown", teardown)
+    config = load_config(ROOT / "pyg_docre" / "configs" / "smoke.yaml",
+                         ["training.device=cpu", "training.max_steps_per_epoch=1",
+                          "data.test.docs=0:1", "data.dev.docs=450:451"])
+    experiment.run_experiment(config, tmp_path / "run", base_dir=ROOT)
+    assert live_at_teardown == [0]
