@@ -47,11 +47,19 @@ def test_the_packaged_study_file_is_valid(study_mod):
     study = study_mod.load_study(ROOT / "experiments" / "studies" / "redocred_cpu.yaml")
     assert study.protocol == "redocred-cpu" and study.seeds == (66, 67, 68)
     names = [r.name for r in study.rows]
-    assert names == ["full", "atlop", "no_sakd", "sakd_to_kd", "sakd_raw", "no_reconstruction",
-                     "no_cross_local", "no_cross_global", "no_cross_attention",
-                     "no_global_head", "self_attention"]
-    assert study.row("sakd_to_kd").overrides == ("objectives.distillation=kd",
+    table3 = ["full", "atlop", "no_sakd", "sakd_to_kd", "sakd_raw", "no_reconstruction",
+              "no_cross_local", "no_cross_global", "no_cross_attention", "no_global_head",
+              "self_attention"]
+    assert names == table3 + ["full_8_epochs", "atlop_8_epochs"]
+    assert study.row("sakd_to_kd").overrides == ("training.epochs=12",
+                                                 "objectives.distillation=kd",
                                                  "objectives.student_projection=false")
+    # The study's schedule is the lever study's 12 epochs for every row it compares; the
+    # packaged configs' 8 only in the history rows.
+    assert all(study.row(n).overrides[0] == "training.epochs=12" for n in table3)
+    assert all(study.row(n).overrides == ("training.epochs=8",)
+               for n in ("full_8_epochs", "atlop_8_epochs"))
+    assert study.reference("atlop_8_epochs") == "full_8_epochs"
     assert study.output == ROOT / "experiments" / "results" / "redocred_cpu_study"
     assert study.runs_dir == ROOT / "runs" / "study" / "redocred_cpu"
 
