@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,7 +32,6 @@ def run_process_group(command, timeout, **kwargs):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
-        import pytest
         pytest.fail(f"{' '.join(map(str, command))} did not end in {timeout} s (its process "
                     f"group was killed); stderr tail:\n{stderr[-3000:]}")
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
