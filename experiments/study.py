@@ -33,6 +33,10 @@ has already done, with the same configuration and seed (runtime keys such as
 with ``reused_from.txt`` naming the source (``--no-reuse`` runs everything here). The CPU
 protocol's ``full`` and ``atlop`` rows are in the lever, precision and main studies alike.
 
+A study that selects training levers lists them (``levers: {lever: [rows]}``, judged by
+``experiments/study_noise.py``); a lever stopped before all its pairs were run is listed under
+``withdrawn: {lever: reason}``: it is not adopted and the runner plans none of its rows' runs.
+
 ``--summary-only`` collects the complete runs and rewrites the summary without starting any.
 ``--verify`` rescores every stored ``result_dev.json.gz`` / ``result_test.json.gz`` with the
 official scorer against the data of the run's own ``config.yaml`` and checks that
@@ -74,8 +78,9 @@ STUDY_KEYS = ("protocol", "seeds", "output", "runs_dir", "rows")
 #: Optional: ``levers``, {lever: [rows]}: the rows whose paired dev gains over their references
 #: decide the lever together (study_noise.py's decision table); ``non_inferiority``,
 #: {setting: {rows: [rows], split: dev|test, margin: points}}: a setting adopted only if it costs
-#: no F1 (study_noise.py's non-inferiority table).
-OPTIONAL_STUDY_KEYS = ("levers", "non_inferiority")
+#: no F1 (study_noise.py's non-inferiority table); ``withdrawn``, {lever: reason}: levers stopped
+#: before all their pairs were run, hence not adopted; their rows' remaining runs are not planned.
+OPTIONAL_STUDY_KEYS = ("levers", "non_inferiority", "withdrawn")
 NON_INFERIORITY_KEYS = ("rows", "split", "margin")
 ROW_KEYS = ("name", "config", "overrides", "compare_to")
 #: A (row, seed) is done when its results folder holds these.
@@ -131,6 +136,12 @@ class Study:
     base_dir: Path              # where data paths and relative study paths resolve
     levers: tuple[tuple[str, tuple[str, ...]], ...] = ()    # (lever, its rows)
     non_inferiority: tuple[NonInferiority, ...] = ()
+    withdrawn: tuple[tuple[str, str], ...] = ()             # (lever, why it was stopped)
+
+    def withdrawn_rows(self) -> dict[str, str]:
+        """{row: its withdrawn lever} for the rows of every withdrawn lever."""
+        stopped = dict(self.withdrawn)
+        return {row: lever for lever, rows in self.levers if lever in stopped for row in rows}
 
     def reference(self, row: str) -> str:
         """The row that ``row``'s paired gaps are taken to: its ``compare_to``, else ``full``."""
@@ -278,8 +289,9 @@ def load_study(path: str | os.PathLike, *, base_dir: str | os.PathLike = ROOT,
     references = {r.name: r.reference for r in rows}
     levers = _check_levers(path, values.get("levers"), references)
     non_inferiority = _check_non_inferiority(path, values.get("non_inferiority"), references)
+    withdrawn = _check_withdrawn(path, values.get("withdrawn"), levers)
     return Study(path, protocol, tuple(seeds), folders["output"], folders["runs_dir"],
-                 tuple(rows), base_dir, levers, non_inferiority)
+                 tuple(rows), base_dir, levers, non_inferiority, withdrawn)
 
 
 def _check_compared_rows(where: str, rows: Any, references: dict[str, str]) -> tuple[str, ...]:
@@ -306,6 +318,25 @@ def _check_levers(path: Path, levers: Any, references: dict[str, str]
         raise StudyError(f"{path}: levers: expected a mapping {{lever: [rows]}}, got {levers!r}")
     return tuple((str(lever), _check_compared_rows(f"{path}: levers: {lever}", rows, references))
                  for lever, rows in levers.items())
+
+
+def _check_withdrawn(path: Path, withdrawn: Any, levers: tuple[tuple[str, tuple[str, ...]], ...]
+                     ) -> tuple[tuple[str, str], ...]:
+    """``withdrawn: {lever: reason}``: each a lever of ``levers``, each with a written reason."""
+    if withdrawn is None:
+        return ()
+    if not isinstance(withdrawn, dict) or not withdrawn:
+        raise StudyError(f"{path}: withdrawn: expected a mapping {{lever: reason}}, got "
+                         f"{withdrawn!r}")
+    names = [lever for lever, _ in levers]
+    for lever, reason in withdrawn.items():
+        if lever not in names:
+            raise StudyError(f"{path}: withdrawn: {lever!r} is not a lever (levers: "
+                             f"{', '.join(names) or 'none'})")
+        if not isinstance(reason, str) or not reason.strip():
+            raise StudyError(f"{path}: withdrawn: {lever}: expected the reason it was stopped "
+                             f"(a non-empty string), got {reason!r}")
+    return tuple((str(lever), " ".join(reason.split())) for lever, reason in withdrawn.items())
 
 
 def _check_non_inferiority(path: Path, settings: Any, references: dict[str, str]
@@ -473,8 +504,17 @@ def plan_runs(study: Study, rows: Optional[Iterable[str]] = None,
 
     Raises :class:`StudyError` when stored results were made with another configuration than
     the study file's row now gives (an edited row or config): they are never mixed with new
-    runs, nor silently replaced; delete their folders to run them again."""
+    runs, nor silently replaced; delete their folders to run them again.
+
+    The rows of a ``withdrawn`` lever are left out; naming one in ``rows`` is a
+    :class:`StudyError` (remove the lever from ``withdrawn`` to run it again)."""
     names, chosen = _select(study, rows, seeds)
+    stopped = study.withdrawn_rows()
+    if rows is not None and any(n in stopped for n in names):
+        raise StudyError("--rows: " + ", ".join(f"{n} belongs to the withdrawn lever {stopped[n]}"
+                                                 for n in names if n in stopped)
+                         + f" ({study.path}: withdrawn); remove it there to run it again")
+    names = [n for n in names if n not in stopped]
     stale = [f"{study.result_dir(n, s)} (differs in {', '.join(keys[:6])})"
              for s in chosen for n in names if study.is_done(n, s)
              for keys in [stale_keys(study, n, s)] if keys]

@@ -161,7 +161,9 @@ def lever_decisions(study, counts: dict, samples: int) -> list[str]:
     dev F1 gain of its rows over their references, pooled over every seed and every row of the
     lever (both models for a lever that has an ATLOP row), has a document-bootstrap 95% interval
     above 0. It is decided only when every (row, seed) of the lever and its references is done;
-    test F1 plays no part."""
+    test F1 plays no part. A lever the study file lists as ``withdrawn`` (stopped before all its
+    pairs were run) is not adopted, whatever its pairs so far; its reason is printed under the
+    table."""
     if not study.levers:
         return []
     lines = ["", "Lever decisions on dev F1 (the rule: adopt when the 95% interval of the mean "
@@ -169,6 +171,7 @@ def lever_decisions(study, counts: dict, samples: int) -> list[str]:
              "decided once every seed of every row is done; test plays no part):", "",
              "| lever | rows | pairs | dev mean gain | dev 95% | decision |",
              "|---|---|---|---|---|---|"]
+    withdrawn = dict(study.withdrawn)
     for lever, rows in study.levers:
         pairs = [pair for row in rows for pair in paired_counts(study, counts, row, "dev")]
         total = len(rows) * len(study.seeds)
@@ -179,8 +182,14 @@ def lever_decisions(study, counts: dict, samples: int) -> list[str]:
             cells = [f"{b['value']:+.2f}", f"[{b['low']:+.2f}, {b['high']:+.2f}]"]
             if len(pairs) == total:
                 decision = "adopt" if b["low"] > 0 else "not adopted"
+        if lever in withdrawn:
+            decision = f"withdrawn at {len(pairs)} of {total} pairs: not adopted"
         lines.append(f"| {lever} | {', '.join(rows)} | {len(pairs)} | " + " | ".join(cells)
                      + f" | {decision} |")
+    if withdrawn:
+        lines += ["", "Withdrawn levers (the study file's `withdrawn`: why each was stopped "
+                  "before all its pairs ran):", ""]
+        lines += [f"- `{lever}`: {reason}" for lever, reason in study.withdrawn]
     return lines
 
 

@@ -97,6 +97,41 @@ def test_lever_decisions_pool_rows_and_seeds(noise_mod, tmp_path):
     assert decisions["better"][2] == "4" and decisions["better"][5] == "adopt"
 
 
+def test_a_withdrawn_lever_is_not_adopted_and_its_runs_are_not_planned(noise_mod, tmp_path):
+    """A lever stopped early (``withdrawn``) is never adopted, even with a positive gain so far;
+    its reason is printed, and the runner plans none of its rows' remaining runs."""
+    rows = [{"name": "full", "config": "smoke", "overrides": []},
+            {"name": "better", "config": "smoke", "overrides": ["objectives.alpha=0.5"]}]
+    study = noise_mod.study_lib.load_study(write_study(
+        tmp_path, rows=rows, seeds=[66, 67], levers={"better": ["better"]},
+        withdrawn={"better": "superseded by   another\nlever"}))
+    assert study.withdrawn == (("better", "superseded by another lever"),)
+    assert study.withdrawn_rows() == {"better": "better"}
+    _fake_run(study, "full", 66, 2)
+    _fake_run(study, "better", 66, 100)
+    md = noise_mod.noise_markdown(study, "cmd", samples=200)
+    decision = md_table(md, "| lever | rows | pairs |")["better"]
+    assert float(decision[3]) > 0 and decision[5] == "withdrawn at 1 of 2 pairs: not adopted"
+    assert "- `better`: superseded by another lever" in md
+    plan = noise_mod.study_lib.plan_runs(study)
+    assert plan == [("full", 67)]                         # not ("better", 67)
+    with pytest.raises(noise_mod.study_lib.StudyError,
+                       match="--rows: better belongs to the withdrawn lever better"):
+        noise_mod.study_lib.plan_runs(study, rows=["better"])
+
+
+@pytest.mark.parametrize("withdrawn,message", [
+    ({"nope": "why"}, "withdrawn: 'nope' is not a lever"),
+    ({"x": ""}, "withdrawn: x: expected the reason it was stopped"),
+    ({"x": None}, "withdrawn: x: expected the reason it was stopped"),
+    (["x"], "withdrawn: expected a mapping"),
+])
+def test_bad_withdrawn_names_the_field(noise_mod, tmp_path, withdrawn, message):
+    with pytest.raises(noise_mod.study_lib.StudyError, match=message):
+        noise_mod.study_lib.load_study(write_study(tmp_path, levers={"x": ["atlop"]},
+                                                   withdrawn=withdrawn))
+
+
 def test_seed_interval_is_the_student_t_interval_of_the_mean(noise_mod):
     b = noise_mod.seed_interval([-0.76, -1.36, -0.09])
     assert b["value"] == pytest.approx(-0.7367, abs=1e-4)
