@@ -8,8 +8,9 @@ when the documents of the split are resampled (pyg_docre.metrics.bootstrap_f1), 
 row the paired difference to the row it is compared with (``compare_to``, default ``full``),
 seed by seed, with its 95% interval. A dev difference whose interval spans 0 cannot be told from
 the choice of the 50 dev documents. For reading beside it, the same mean differences against the
-training seeds (Student-t interval over the per-seed differences, documents fixed). Writes
-``OUTPUT_noise.md`` beside the study's summary.
+training seeds (Student-t interval over the per-seed differences, documents fixed), and the
+paper's other test measure, Infer-F1 (Table 5; :func:`pyg_docre.metrics.infer_counts`), per row
+and paired. Writes ``OUTPUT_noise.md`` beside the study's summary.
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import study as study_lib  # noqa: E402  (experiments/study.py)
 
 from pyg_docre.io import atomic_write_text  # noqa: E402
-from pyg_docre.metrics import (DocREDScorer, bootstrap_f1,  # noqa: E402
-                               bootstrap_mean_difference, document_counts, read_result)
+from pyg_docre.metrics import (PRF, DocREDScorer, bootstrap_f1,  # noqa: E402
+                               bootstrap_mean_difference, document_counts, infer_counts,
+                               read_result)
 
 SPLITS = ("dev", "test")
 
@@ -37,6 +39,42 @@ def run_counts(study, row: str, seed: int, cache: dict) -> dict:
             for split_name, gold, result in splits}
 
 
+def run_infer(study, row: str, seed: int, cache: dict) -> PRF | None:
+    """Infer counts (paper Table 5, precision over every prediction) of one done (row, seed) on
+    test, scored against its own config's test split; None without a test result."""
+    _, splits = study_lib.result_splits(study.result_dir(row, seed), study.base_dir, cache)
+    return next((infer_counts(gold, read_result(result)) for split_name, gold, result in splits
+                 if split_name == "test"), None)
+
+
+def infer_table(study, infer: dict) -> list[str]:
+    """Infer precision, recall and F1 on test per row (mean ± sample sd over its seeds), and the
+    paired Infer-F1 difference to the row's reference, seed by seed and its mean."""
+    lines = ["", "Infer-F1 on test (paper Table 5: the gold facts in a reasoning chain "
+             "e1→e2→e3 with e1→e3, precision over every prediction; "
+             "`pyg_docre.metrics.infer_counts`), mean ± sd over the seeds, and the paired "
+             "Infer-F1 difference to the row compared with:", "",
+             "| row | seeds | Infer P | Infer R | Infer F1 | vs | Infer-F1 diff by seed | "
+             "mean diff |", "|---|---|---|---|---|---|---|---|"]
+    names = {r.name for r in study.rows}
+    for r in study.rows:
+        seeds = [s for s in study.seeds if infer.get((r.name, s)) is not None]
+        if not seeds:
+            continue
+        cells = [study_lib._mean_sd_text([100.0 * getattr(infer[r.name, s], key) for s in seeds])
+                 for key in ("precision", "recall", "f1")]
+        ref = study.reference(r.name)
+        paired = [s for s in seeds if infer.get((ref, s)) is not None]
+        if r.name == ref or ref not in names or not paired:
+            cells += ["", "", ""]
+        else:
+            diffs = [100.0 * (infer[r.name, s].f1 - infer[ref, s].f1) for s in paired]
+            cells += [ref, ", ".join(f"{d:+.2f}" for d in diffs),
+                      f"{sum(diffs) / len(diffs):+.2f}"]
+        lines.append(f"| {r.name} | {len(seeds)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def paired_counts(study, counts: dict, row: str, split: str) -> list:
     """[(row's counts, its reference's counts)] on ``split``, for every seed both have done."""
     ref = study.reference(row)
@@ -45,11 +83,12 @@ def paired_counts(study, counts: dict, row: str, split: str) -> list:
 
 
 def noise_markdown(study, command: str, samples: int = 2000) -> str:
-    cache, counts = {}, {}
+    cache, counts, infer = {}, {}, {}
     for r in study.rows:
         for seed in study.seeds:
             if study.is_done(r.name, seed):
                 counts[r.name, seed] = run_counts(study, r.name, seed, cache)
+                infer[r.name, seed] = run_infer(study, r.name, seed, cache)
     lines = [f"# Document noise of the study `{study.protocol}`", "",
              f"Document bootstrap ({samples} resamples of the split's documents, numpy seed 0): "
              f"the spread of F1 that comes from which documents are scored, not from the "
@@ -105,6 +144,7 @@ def noise_markdown(study, command: str, samples: int = 2000) -> str:
             cells += [f"{b['value']:+.2f}", f"[{b['low']:+.2f}, {b['high']:+.2f}]"]
         lines.append(f"| {r.name} | {ref} | {len(seeds)} | " + " | ".join(cells) + " |")
     lines += seed_spread_table(study, counts)
+    lines += infer_table(study, infer)
     lines += lever_decisions(study, counts, samples)
     lines += non_inferiority_decisions(study, counts, samples)
     return "\n".join(lines) + "\n"

@@ -132,6 +132,35 @@ def test_bad_withdrawn_names_the_field(noise_mod, tmp_path, withdrawn, message):
                                                    withdrawn=withdrawn))
 
 
+def test_infer_table_scores_each_run_against_its_test_split(noise_mod, tmp_path):
+    """Infer P / R / F1 per row are the means of each run's infer_scores against the test split
+    of its own config; the paired column is row minus reference, seed by seed."""
+    from pyg_docre.metrics import infer_scores, read_result
+    study = noise_mod.study_lib.load_study(write_study(tmp_path, seeds=[66, 67]))
+    for seed in (66, 67):
+        _fake_run(study, "full", seed, 100)
+        _fake_run(study, "atlop", seed, 1 if seed == 66 else 2)
+    expected = {}
+    for row in ("full", "atlop"):
+        for seed in (66, 67):
+            folder = study.result_dir(row, seed)
+            _, splits = noise_mod.study_lib.result_splits(folder, study.base_dir)
+            gold = next(g for name, g, _ in splits if name == "test")
+            expected[row, seed] = infer_scores(gold, read_result(folder / "result_test.json.gz"))
+    table = md_table(noise_mod.noise_markdown(study, "cmd", samples=200),
+                     "| row | seeds | Infer P |")
+    for row in ("full", "atlop"):
+        mean_f1 = (expected[row, 66]["f1"] + expected[row, 67]["f1"]) / 2
+        assert table[row][1] == "2"
+        assert float(table[row][4].split(" ± ")[0]) == pytest.approx(mean_f1, abs=0.006)
+    assert expected["full", 66]["f1"] > expected["atlop", 66]["f1"] > 0
+    assert table["full"][5:] == ["", "", ""]
+    diffs = [expected["atlop", s]["f1"] - expected["full", s]["f1"] for s in (66, 67)]
+    assert table["atlop"][5] == "full"
+    assert table["atlop"][6] == ", ".join(f"{d:+.2f}" for d in diffs)
+    assert float(table["atlop"][7]) == pytest.approx(sum(diffs) / 2, abs=0.006)
+
+
 def test_seed_interval_is_the_student_t_interval_of_the_mean(noise_mod):
     b = noise_mod.seed_interval([-0.76, -1.36, -0.09])
     assert b["value"] == pytest.approx(-0.7367, abs=1e-4)
