@@ -87,10 +87,27 @@ def test_a_stack_builds_the_structure_once(hdg, monkeypatch):
     reference = gtn(**g.args(), check_inputs=False)
     calls = []
     original = structure_module.gtn_structure
-    monkeypatch.setattr(structure_module, "gtn_structure",
-                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(GTNConv, "structure",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     torch.testing.assert_close(gtn(**g.args(), check_inputs=False), reference, atol=0, rtol=0)
     assert len(calls) == 1
     torch.testing.assert_close(gtn(**g.args(), check_inputs=False, structure=structure),
                                reference, atol=0, rtol=0)
     assert len(calls) == 1
+
+
+def test_forward_builds_its_structure_with_the_layers_structure_method(hdg):
+    """``forward`` builds through :meth:`GTNConv.structure`, so a subclass's override is used."""
+    g = hdg.make_batch(num_docs=2, channels=C, token_channels=C_TOK, seed=5)
+
+    class Recording(GTNConv):
+        calls = 0
+
+        def structure(self, *args, **kwargs):
+            Recording.calls += 1
+            return super().structure(*args, **kwargs)
+
+    torch.manual_seed(0)
+    conv = Recording(C, token_channels=C_TOK).double().eval()
+    conv(**g.args())
+    assert Recording.calls == 1

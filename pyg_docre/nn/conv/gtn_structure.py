@@ -123,7 +123,8 @@ def resolve_gtn_structure(conv: "GTNConv", structure: Optional[GTNStructure], ch
                           num_nodes: int = 0, num_tokens: int = 0,
                           sizes: Optional[BatchSizes] = None) -> GTNStructure:
     """The structure a forward pass uses: the caller's ``structure`` as given, or one built
-    from the inputs (:func:`gtn_structure`).
+    from the inputs by ``conv.structure`` (:meth:`GTNConv.structure`, so a subclass that
+    overrides it changes what ``forward`` builds).
 
     With ``check``, it is always built from the inputs (their sizes read back from ``batch``)
     and a caller's ``structure`` or ``sizes`` must match it (``ValueError`` naming the field);
@@ -133,8 +134,8 @@ def resolve_gtn_structure(conv: "GTNConv", structure: Optional[GTNStructure], ch
         raise ValueError("pass sizes or structure, not both (a structure holds its sizes)")
     if structure is not None and not check:
         return structure
-    built = gtn_structure(conv, edge_index, edge_type, batch, node_entity, sentence_index,
-                         token_batch, num_nodes, num_tokens, None if check else sizes)
+    built = conv.structure(edge_index, edge_type, batch, node_entity, sentence_index,
+                           token_batch, num_nodes, num_tokens, None if check else sizes)
     if sizes is not None and tuple(sizes) != tuple(built.sizes):
         raise ValueError(f"sizes={sizes} do not match the batch's {built.sizes}")
     if structure is not None:
