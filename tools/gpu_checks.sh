@@ -29,6 +29,14 @@
 # limit still returns the steps done), beside $OUT/summary.txt (one line per step: exit status,
 # seconds). Unpack here with:  tar -xzf gpu_checks.tar.gz -C gpu_results
 # A failing step does not stop the others.
+# Planning a lent machine's 15 minutes (starting it counts, 1-3 minutes; at most 600 s a call).
+# Step times on an H200 (2026-11-27, benchmarks/results/cuda_h200/logs): versions 16-19 s,
+# test_gpu 95-99 s, throughput 42 s, throughput_bf16 52 s, sparse_vs_dense 117 s; six 8-epoch
+# study runs at once 336 s, so six 12-epoch runs about 500 s. Two calls fit:
+#   1. STEPS="versions test_gpu throughput throughput_compiled host_syncs"  (timeout_s 420)
+#   2. on the warm machine: SKIP_CHECKS=1 STUDY=... STUDY_ARGS="--parallel 6" with
+#      STUDY_SECONDS = min(560, budget_left_s - 40), only if that is at least the 500 s that six
+#      12-epoch runs need (a run still going when the study stops is lost); then give_back.
 set -u
 OUT=${OUT:-gpu_results}
 DEVICE=${DEVICE:-cuda}
