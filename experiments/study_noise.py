@@ -32,19 +32,18 @@ from pyg_docre.metrics import (PRF, DocREDScorer, bootstrap_f1,  # noqa: E402
 SPLITS = ("dev", "test")
 
 
-def run_counts(study, row: str, seed: int, cache: dict) -> dict:
-    """{split: DocumentCounts} of one done (row, seed), scored against its own config's data."""
+def run_counts(study, row: str, seed: int, cache: dict) -> tuple[dict, PRF | None]:
+    """One done (row, seed), scored against its own config's data: ``{split: DocumentCounts}``
+    and its Infer counts on test (paper Table 5, precision over every prediction; None without
+    a test result). Each result file is read once and each split scored by one scorer."""
     _, splits = study_lib.result_splits(study.result_dir(row, seed), study.base_dir, cache)
-    return {split_name: document_counts(DocREDScorer(gold), read_result(result))
-            for split_name, gold, result in splits}
-
-
-def run_infer(study, row: str, seed: int, cache: dict) -> PRF | None:
-    """Infer counts (paper Table 5, precision over every prediction) of one done (row, seed) on
-    test, scored against its own config's test split; None without a test result."""
-    _, splits = study_lib.result_splits(study.result_dir(row, seed), study.base_dir, cache)
-    return next((infer_counts(gold, read_result(result)) for split_name, gold, result in splits
-                 if split_name == "test"), None)
+    counts, infer = {}, None
+    for split_name, gold, result in splits:
+        scorer, predictions = DocREDScorer(gold), read_result(result)
+        counts[split_name] = document_counts(scorer, predictions)
+        if split_name == "test":
+            infer = infer_counts(scorer, predictions)
+    return counts, infer
 
 
 def infer_table(study, infer: dict) -> list[str]:
@@ -87,8 +86,8 @@ def noise_markdown(study, command: str, samples: int = 2000) -> str:
     for r in study.rows:
         for seed in study.seeds:
             if study.is_done(r.name, seed):
-                counts[r.name, seed] = run_counts(study, r.name, seed, cache)
-                infer[r.name, seed] = run_infer(study, r.name, seed, cache)
+                counts[r.name, seed], infer[r.name, seed] = run_counts(study, r.name, seed,
+                                                                        cache)
     lines = [f"# Document noise of the study `{study.protocol}`", "",
              f"Document bootstrap ({samples} resamples of the split's documents, numpy seed 0): "
              f"the spread of F1 that comes from which documents are scored, not from the "
