@@ -488,11 +488,11 @@ def reuse_equivalent_runs(study: Study, plan: list[tuple[str, int]], device: Opt
         if not dry_run:
             dest = study.result_dir(row, seed)
             dest.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(dest / REUSED_NOTE, _display(source, study.base_dir) + "\n")
+            atomic_write_text(dest / REUSED_NOTE, display_path(source, study.base_dir) + "\n")
             for _, stored in COPIED_FILES:
                 _copy_atomic(source / stored, dest / stored)
         say(f"{'would reuse' if dry_run else 'reused'} {row}/{seed} <- "
-            f"{_display(source, study.base_dir)}")
+            f"{display_path(source, study.base_dir)}")
         reused.append((row, seed))
     return reused
 
@@ -534,7 +534,7 @@ def train_command(study: Study, row: str, seed: int, device: Optional[str] = Non
         cmd += ["--set", item]
     # relative to the checkout (the command's working directory) when inside it, so that the
     # command recorded in metrics.json does not name this machine's folders
-    output = _display(study.run_dir(row, seed), study.base_dir)
+    output = display_path(study.run_dir(row, seed), study.base_dir)
     return cmd + ["--output", output, "--resume"]
 
 
@@ -674,7 +674,8 @@ def mean_sd(values: list[float]) -> tuple[Optional[float], Optional[float]]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def _mean_sd_text(values: list[float]) -> str:
+def mean_sd_text(values: list[float]) -> str:
+    """``"mean ± sd"`` with two decimals (``"n/a"`` for no values, ``"mean ± n/a"`` for one)."""
     mean, sd = mean_sd(values)
     if mean is None:
         return "n/a"
@@ -714,7 +715,9 @@ def _environments(study: Study, metrics: dict) -> tuple[dict, dict]:
     return devices, commits
 
 
-def _display(path: Path, base: Path) -> str:
+def display_path(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` where it lies under it (as study reports show paths), else as
+    given."""
     try:
         return str(path.relative_to(base))
     except ValueError:
@@ -728,7 +731,7 @@ def summary_markdown(study: Study, command: str, metrics: Optional[dict] = None,
     summary = build_summary(study, metrics)
     total = len(study.rows) * len(study.seeds)
     lines = [f"# Fidelity study `{study.protocol}`", "",
-             f"Study file `{_display(study.path, study.base_dir)}`; {len(metrics)} of {total} "
+             f"Study file `{display_path(study.path, study.base_dir)}`; {len(metrics)} of {total} "
              f"runs done ({len(study.rows)} rows x seeds {', '.join(map(str, study.seeds))}). "
              f"Scores in percent, test unless marked; mean ± sample sd (ddof=1) over the seeds "
              f"done. Written by:", "", "```bash", command, "```", "",
@@ -736,10 +739,10 @@ def summary_markdown(study: Study, command: str, metrics: Optional[dict] = None,
              "| dev F1 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in study.rows:
         done = [s for s in study.seeds if (r.name, s) in metrics]
-        cells = [_mean_sd_text([float(metrics[r.name, s]["test"][k]) for s in done
+        cells = [mean_sd_text([float(metrics[r.name, s]["test"][k]) for s in done
                                 if metrics[r.name, s]["test"].get(k) is not None])
                  for k in SCORES]
-        cells.append(_mean_sd_text([float(metrics[r.name, s]["dev"]["f1"]) for s in done]))
+        cells.append(mean_sd_text([float(metrics[r.name, s]["dev"]["f1"]) for s in done]))
         overrides = ", ".join(f"`{o}`" for o in r.overrides) or "-"
         lines.append(f"| {r.name} | `{r.config}` | {overrides} | {len(done)} | "
                      + " | ".join(cells) + " |")

@@ -60,7 +60,7 @@ def infer_table(study, infer: dict) -> list[str]:
         seeds = [s for s in study.seeds if infer.get((r.name, s)) is not None]
         if not seeds:
             continue
-        cells = [study_lib._mean_sd_text([100.0 * getattr(infer[r.name, s], key) for s in seeds])
+        cells = [study_lib.mean_sd_text([100.0 * getattr(infer[r.name, s], key) for s in seeds])
                  for key in ("precision", "recall", "f1")]
         ref = study.reference(r.name)
         paired = [s for s in seeds if infer.get((ref, s)) is not None]
@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     except study_lib.StudyError as err:
         print(f"study_noise: error: {err}", file=sys.stderr)
         return 2
-    shown = [study_lib._display(Path(args.study).resolve(), study.base_dir)]
+    shown = [study_lib.display_path(Path(args.study).resolve(), study.base_dir)]
     if args.samples != 2000:
         shown += ["--samples", str(args.samples)]
     command = shlex.join(["python", "experiments/study_noise.py", *shown])

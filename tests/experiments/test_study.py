@@ -519,3 +519,13 @@ def test_gpu_study_has_the_cpu_study_rows(study_mod):
     gpu = study_mod.load_study(ROOT / "experiments" / "studies" / "redocred_gpu.yaml")
     describe = lambda s: [(r.name, r.config, list(r.overrides)) for r in s.rows]
     assert describe(gpu) == describe(cpu) and gpu.seeds == cpu.seeds
+
+
+def test_mean_sd_text_and_display_path(study_mod, tmp_path):
+    # the two formatting helpers study_noise.py shares with study.py
+    assert study_mod.mean_sd_text([]) == "n/a"
+    assert study_mod.mean_sd_text([55.0]) == "55.00 ± n/a"
+    assert study_mod.mean_sd_text([55.0, 57.0]) == f"56.00 ± {statistics.stdev([55.0, 57.0]):.2f}"
+    assert study_mod.display_path(tmp_path / "a" / "b.yaml", tmp_path) == "a/b.yaml"
+    outside = Path("/elsewhere/b.yaml")
+    assert study_mod.display_path(outside, tmp_path) == str(outside)
