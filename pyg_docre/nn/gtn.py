@@ -125,7 +125,7 @@ class GTN(torch.nn.Module):
         # Derive the structure tensors (and read the batch's sizes back) once for all layers
         # (every layer's tokens have the same documents), not once per layer or attention call.
         num_tokens = 0 if token_xs[0] is None else token_xs[0].size(0)
-        structure = resolve_gtn_structure(self.convs[0], structure, check_inputs, edge_index,
+        structure = resolve_gtn_structure(self.structure, structure, check_inputs, edge_index,
                                           edge_type, batch, node_entity, sentence_index,
                                           token_batch, x.size(0), num_tokens, sizes)
         outs = []

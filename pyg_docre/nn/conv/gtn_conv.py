@@ -394,9 +394,10 @@ class GTNConv(MessagePassing):
         if check_inputs:
             check_gtn_inputs(self, x, edge_index, edge_type, batch, node_entity, sentence_index,
                              token_x, token_batch, token_edge_index)
-        structure = resolve_gtn_structure(self, structure, check_inputs, edge_index, edge_type,
-                                          batch, node_entity, sentence_index, token_batch,
-                                          num_nodes, 0 if token_x is None else token_x.size(0))
+        structure = resolve_gtn_structure(self.structure, structure, check_inputs, edge_index,
+                                          edge_type, batch, node_entity, sentence_index,
+                                          token_batch, num_nodes,
+                                          0 if token_x is None else token_x.size(0))
 
         # 1. Graph attention ----------------------------------------------------------------
         h, attn = self._graph_attention(x, edge_index, edge_type, batch, sentence_index,

@@ -8,7 +8,7 @@ launch each).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -116,15 +116,17 @@ def check_gtn_structure(structure: GTNStructure, expected: GTNStructure) -> None
                              f"another batch or another layer configuration)")
 
 
-def resolve_gtn_structure(conv: "GTNConv", structure: Optional[GTNStructure], check: bool,
-                          edge_index: OptTensor = None, edge_type: OptTensor = None,
+def resolve_gtn_structure(build: Callable[..., GTNStructure], structure: Optional[GTNStructure],
+                          check: bool, edge_index: OptTensor = None, edge_type: OptTensor = None,
                           batch: OptTensor = None, node_entity: OptTensor = None,
                           sentence_index: OptTensor = None, token_batch: OptTensor = None,
                           num_nodes: int = 0, num_tokens: int = 0,
                           sizes: Optional[BatchSizes] = None) -> GTNStructure:
     """The structure a forward pass uses: the caller's ``structure`` as given, or one built
-    from the inputs by ``conv.structure`` (:meth:`GTNConv.structure`, so a subclass that
-    overrides it changes what ``forward`` builds).
+    from the inputs by ``build``, the bound ``structure`` method of the module that runs the
+    pass (:meth:`GTNConv.structure` or :meth:`~pyg_docre.nn.GTN.structure`), so a subclass of
+    either that overrides it changes what ``forward`` builds. ``build`` takes the arguments of
+    :func:`gtn_structure` after ``conv``.
 
     With ``check``, it is always built from the inputs (their sizes read back from ``batch``)
     and a caller's ``structure`` or ``sizes`` must match it (``ValueError`` naming the field);
@@ -134,8 +136,8 @@ def resolve_gtn_structure(conv: "GTNConv", structure: Optional[GTNStructure], ch
         raise ValueError("pass sizes or structure, not both (a structure holds its sizes)")
     if structure is not None and not check:
         return structure
-    built = conv.structure(edge_index, edge_type, batch, node_entity, sentence_index,
-                           token_batch, num_nodes, num_tokens, None if check else sizes)
+    built = build(edge_index, edge_type, batch, node_entity, sentence_index, token_batch,
+                  num_nodes, num_tokens, None if check else sizes)
     if sizes is not None and tuple(sizes) != tuple(built.sizes):
         raise ValueError(f"sizes={sizes} do not match the batch's {built.sizes}")
     if structure is not None:
