@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
@@ -27,16 +29,17 @@ def with_paths(code: str, paths: dict[str, Path]) -> str:
     return code
 
 
-def run_block(code: str, name: str) -> dict:
-    """Execute ``code`` as a script; the value of its last expression statement, if any, is
-    stored as ``_`` in the returned namespace (as an interactive session shows it)."""
+def run_block(code: str, name: str, namespace: dict | None = None) -> dict:
+    """Execute ``code`` as a script in ``namespace`` (the variables a fragment assumes); the
+    value of its last expression statement, if any, is stored as ``_`` in the returned
+    namespace (as an interactive session shows it)."""
     tree = ast.parse(code, filename=name)
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = tree.body[-1]
         tree.body[-1] = ast.copy_location(
             ast.Assign(targets=[ast.Name("_", ast.Store())], value=last.value), last)
         ast.fix_missing_locations(tree)
-    namespace: dict = {"__name__": "__readme__"}
+    namespace = {"__name__": "__readme__", **(namespace or {})}
     exec(compile(tree, name, "exec"), namespace)
     return namespace
 
@@ -84,3 +87,24 @@ def test_readme_model_api_example(smoke_run, redocred_dev_path, rel2id_path, tmp
     num_pairs = sum(len(d["vertexSet"]) * (len(d["vertexSet"]) - 1) for d in docs)
     assert logits.size(0) == num_pairs
 
+
+
+def test_readme_gtn_conv_example(redocred_dev_path, rel2id, tokenizer):
+    """The layer example is a fragment: its inputs come from a real HDG batch through
+    ``to_gtn_inputs(batch).graph_kwargs()``, as the README says, with random features of the
+    example's width (384)."""
+    from torch_geometric.loader import DataLoader
+
+    from pyg_docre.data import DocREDDataset, to_gtn_inputs
+
+    docs = json.loads(Path(redocred_dev_path).read_text(encoding="utf-8"))[:2]
+    batch = next(iter(DataLoader(DocREDDataset(docs, tokenizer, rel2id, cache_dir=None),
+                                 batch_size=2)))
+    view = to_gtn_inputs(batch)
+    inputs = view.graph_kwargs()
+    torch.manual_seed(0)
+    inputs["x"] = torch.randn(view.num_nodes, 384)
+    inputs["token_x"] = torch.randn(inputs["token_batch"].numel(), 384)
+    namespace = run_block(python_block("GTNConv(384"), "README.md (GTNConv)", inputs)
+    out = namespace["out"]
+    assert out.shape == (view.num_nodes, 384) and bool(torch.isfinite(out).all())
