@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from pyg_docre.nn import GTNConv
+from pyg_docre.nn import GTN, GTNConv
 
 C, C_TOK = 24, 12
 
@@ -338,6 +338,20 @@ def test_bad_constructor_arguments(hdg):
         make_conv(graph_attention="self")(**g.to(torch.float64).args(),
                                           return_attention_weights=True)
 
+
+
+def test_unknown_keyword_arguments_are_named():
+    """A misspelt layer argument is reported by the layer, with what it takes, not by
+    ``MessagePassing.__init__``; those PyG takes still pass through."""
+    with pytest.raises(TypeError, match=r"GTNConv\(\) got an unexpected keyword argument "
+                                        r"'heads'; its arguments are channels, .*cross_heads"):
+        GTNConv(16, heads=4)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'heads'"):
+        GTN(16, heads=4)                              # the stack passes them to every layer
+    with pytest.raises(TypeError, match="'node_dim', which it sets itself"):
+        GTNConv(16, node_dim=1)
+    conv = GTNConv(16, aggr="add", flow="source_to_target", decomposed_layers=1)
+    assert conv.node_dim == 0 and conv.flow == "source_to_target"
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

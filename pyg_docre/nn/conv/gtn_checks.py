@@ -3,19 +3,24 @@ naming the argument:
 
 * :func:`check_gtn_arguments`: the constructor arguments (the one place they are validated: the
   layer, the stack, the ``attention`` setter and the ``model.gtn`` config section call it);
+* :func:`check_message_passing_kwargs`: the keyword arguments a layer passes on to
+  :class:`~torch_geometric.nn.conv.MessagePassing` (a misspelt layer argument is named, not
+  reported from inside PyG);
 * :func:`check_gtn_inputs`: the forward inputs (shapes, dtypes, index ranges, sorted batches,
   edges that stay inside their document).
 """
 from __future__ import annotations
 
-from typing import Optional
+import inspect
+from typing import Iterable, Optional
 
 import torch
 from torch import Tensor
+from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import OptTensor
 
 __all__ = ["GTNArgumentError", "ATTENTION_MODES", "GRAPH_ATTENTION_MODES",
-           "check_gtn_arguments", "check_gtn_inputs"]
+           "check_gtn_arguments", "check_message_passing_kwargs", "check_gtn_inputs"]
 
 ATTENTION_MODES = ("sparse", "dense")
 GRAPH_ATTENTION_MODES = ("graph", "self")
@@ -79,6 +84,24 @@ def check_gtn_arguments(channels: Optional[int] = None, *, num_layers: int = 1,
         if cross_local and cross_global and cross_heads % 2 != 0:
             fail("cross_heads", f"cross_heads ({cross_heads}) must be even to split into "
                                 f"global and local halves")
+
+
+def check_message_passing_kwargs(layer: str, own_arguments: Iterable[str], kwargs: dict,
+                                 fixed: Iterable[str] = ("node_dim",)) -> None:
+    """Raise a :class:`TypeError` (as Python does for an unexpected keyword) when ``kwargs``,
+    the keywords a layer passes on to :class:`~torch_geometric.nn.conv.MessagePassing`, hold one
+    that ``MessagePassing`` does not take or that the layer sets itself (``fixed``); the message
+    lists the layer's ``own_arguments`` and what it passes on."""
+    passed_on = [name for name in inspect.signature(MessagePassing.__init__).parameters
+                 if name != "self" and name not in fixed]
+    for name in kwargs:
+        if name not in passed_on:
+            what = (f"the keyword argument {name!r}, which it sets itself" if name in fixed
+                    else f"an unexpected keyword argument {name!r}")
+            raise TypeError(
+                f"{layer}() got {what}; its arguments are "
+                f"{', '.join(a for a in own_arguments if a not in ('self', 'kwargs'))}, and it "
+                f"passes {', '.join(passed_on)} on to MessagePassing")
 
 
 def check_gtn_inputs(conv, x: Tensor, edge_index: OptTensor, edge_type: OptTensor,

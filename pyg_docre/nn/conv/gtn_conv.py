@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bisect
+import inspect
 import math
 from typing import Optional, Tuple, Union, overload
 
@@ -16,7 +17,7 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter, softmax
 
-from .gtn_checks import check_gtn_arguments, check_gtn_inputs
+from .gtn_checks import check_gtn_arguments, check_gtn_inputs, check_message_passing_kwargs
 from .gtn_dense import dense_cross_attention, dense_local_heads, dense_self_attention
 from .gtn_structure import GTNStructure, gtn_structure, resolve_gtn_structure
 from ..attention import BatchSizes, layout_attention
@@ -170,6 +171,8 @@ class GTNConv(MessagePassing):
         cross_chunk_edges: Optional[int] = 2 ** 19,
         **kwargs,
     ):
+        check_message_passing_kwargs(type(self).__name__,
+                                     inspect.signature(GTNConv.__init__).parameters, kwargs)
         kwargs.setdefault("aggr", "add")
         super().__init__(node_dim=0, **kwargs)
 
