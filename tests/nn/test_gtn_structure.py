@@ -96,11 +96,15 @@ def test_a_stack_builds_the_structure_once(hdg, monkeypatch):
     assert len(calls) == 1
 
 
-def test_forward_builds_its_structure_with_the_layers_structure_method(hdg):
-    """``forward`` builds through :meth:`GTNConv.structure`, so a subclass's override is used."""
+@pytest.mark.parametrize("module, kwargs", [(GTNConv, {}), (GTN, {"num_layers": 3})],
+                         ids=["layer", "stack"])
+def test_forward_builds_its_structure_with_its_own_structure_method(hdg, module, kwargs):
+    """``GTNConv.forward`` and ``GTN.forward`` build through their own ``structure`` method, so
+    a subclass of the layer or of the stack that overrides it is used (once for all layers),
+    and the output is unchanged."""
     g = hdg.make_batch(num_docs=2, channels=C, token_channels=C_TOK, seed=5)
 
-    class Recording(GTNConv):
+    class Recording(module):
         calls = 0
 
         def structure(self, *args, **kwargs):
@@ -108,26 +112,8 @@ def test_forward_builds_its_structure_with_the_layers_structure_method(hdg):
             return super().structure(*args, **kwargs)
 
     torch.manual_seed(0)
-    conv = Recording(C, token_channels=C_TOK).double().eval()
-    conv(**g.args())
-    assert Recording.calls == 1
-
-
-def test_a_stack_builds_its_structure_with_the_stacks_structure_method(hdg):
-    """``GTN.forward`` builds through :meth:`GTN.structure`, so a subclass of the stack (not
-    only of the layer) that overrides it is used, once for all layers."""
-    g = hdg.make_batch(num_docs=2, channels=C, token_channels=C_TOK, seed=5)
-
-    class Recording(GTN):
-        calls = 0
-
-        def structure(self, *args, **kwargs):
-            Recording.calls += 1
-            return super().structure(*args, **kwargs)
-
-    torch.manual_seed(0)
-    gtn = Recording(C, token_channels=C_TOK, num_layers=3).double().eval()
-    reference = GTN(C, token_channels=C_TOK, num_layers=3).double().eval()
-    reference.load_state_dict(gtn.state_dict())
-    torch.testing.assert_close(gtn(**g.args()), reference(**g.args()), atol=0, rtol=0)
+    recording = Recording(C, token_channels=C_TOK, **kwargs).double().eval()
+    reference = module(C, token_channels=C_TOK, **kwargs).double().eval()
+    reference.load_state_dict(recording.state_dict())
+    torch.testing.assert_close(recording(**g.args()), reference(**g.args()), atol=0, rtol=0)
     assert Recording.calls == 1
