@@ -740,7 +740,7 @@ def summary_markdown(study: Study, command: str, metrics: Optional[dict] = None,
     for r in study.rows:
         done = [s for s in study.seeds if (r.name, s) in metrics]
         cells = [mean_sd_text([float(metrics[r.name, s]["test"][k]) for s in done
-                                if metrics[r.name, s]["test"].get(k) is not None])
+                               if metrics[r.name, s]["test"].get(k) is not None])
                  for k in SCORES]
         cells.append(mean_sd_text([float(metrics[r.name, s]["dev"]["f1"]) for s in done]))
         overrides = ", ".join(f"`{o}`" for o in r.overrides) or "-"

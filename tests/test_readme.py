@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 
 import torch
+from torch_geometric.loader import DataLoader
+
+from pyg_docre.data import DocREDDataset, to_gtn_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -71,9 +74,9 @@ def test_readme_relation_extractor_example(smoke_run):
         assert {guess["h_name"], guess["t_name"]} == {"Paris", "France"}
 
 
-def test_readme_model_api_example(smoke_run, redocred_dev_path, rel2id_path, tmp_path):
+def test_readme_model_api_example(smoke_run, dev_docs, rel2id_path, tmp_path):
     out, _ = smoke_run
-    docs = json.loads(Path(redocred_dev_path).read_text(encoding="utf-8"))[:4]
+    docs = dev_docs[:4]
     small_dev = tmp_path / "dev.json"
     small_dev.write_text(json.dumps(docs), encoding="utf-8")
     code = with_paths(python_block("DocREModel.from_pretrained"), {
@@ -89,16 +92,11 @@ def test_readme_model_api_example(smoke_run, redocred_dev_path, rel2id_path, tmp
 
 
 
-def test_readme_gtn_conv_example(redocred_dev_path, rel2id, tokenizer):
+def test_readme_gtn_conv_example(dev_docs, rel2id, tokenizer):
     """The layer example is a fragment: its inputs come from a real HDG batch through
     ``to_gtn_inputs(batch).graph_kwargs()``, as the README says, with random features of the
     example's width (384)."""
-    from torch_geometric.loader import DataLoader
-
-    from pyg_docre.data import DocREDDataset, to_gtn_inputs
-
-    docs = json.loads(Path(redocred_dev_path).read_text(encoding="utf-8"))[:2]
-    batch = next(iter(DataLoader(DocREDDataset(docs, tokenizer, rel2id, cache_dir=None),
+    batch = next(iter(DataLoader(DocREDDataset(dev_docs[:2], tokenizer, rel2id, cache_dir=None),
                                  batch_size=2)))
     view = to_gtn_inputs(batch)
     inputs = view.graph_kwargs()
