@@ -71,8 +71,8 @@ from pyg_docre.io import atomic_write, atomic_write_text  # noqa: E402
 
 __all__ = ["StudyError", "Row", "NonInferiority", "Study", "load_study", "plan_runs",
            "train_command", "collect_run", "equivalent_result", "reuse_equivalent_runs",
-           "build_summary", "summary_markdown", "gap_table", "write_summary", "result_file",
-           "rescore_run", "verify_run", "verify_study", "run_study", "main"]
+           "build_summary", "summary_markdown", "gap_table", "uncommitted_code", "write_summary",
+           "result_file", "rescore_run", "verify_run", "verify_study", "run_study", "main"]
 
 STUDY_KEYS = ("protocol", "seeds", "output", "runs_dir", "rows")
 #: Optional: ``levers``, {lever: [rows]}: the rows whose paired dev gains over their references
@@ -90,6 +90,9 @@ DONE_FILES = ("metrics.json", "result_dev.json.gz", "result_test.json.gz")
 COPIED_FILES = (("config.yaml", "config.yaml"), ("result_dev.json", "result_dev.json.gz"),
                 ("result_test.json", "result_test.json.gz"), ("metrics.json", "metrics.json"))
 LOG_NAME = "study.log"
+#: Folders of a checkout that hold only results (written by studies and benchmarks, read by no
+#: run): a run whose checkout had uncommitted changes in these alone ran the commit's code.
+RESULT_FOLDERS = ("experiments/results/", "benchmarks/results/")
 SCORES = ("precision", "recall", "f1", "ign_f1", "intra_f1", "inter_f1")
 TOLERANCE = 1e-6            # percent, for --verify
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -715,6 +718,50 @@ def _environments(study: Study, metrics: dict) -> tuple[dict, dict]:
     return devices, commits
 
 
+def uncommitted_code(environment: dict) -> Optional[list[str]]:
+    """The files outside :data:`RESULT_FOLDERS` that differed from a run's commit when it started
+    (its ``metrics.json`` ``environment``): ``[]`` when its commit is clean or only result files
+    had changed, ``None`` when the commit is ``-dirty`` but the run did not record which files
+    (``git_modified``, recorded since the runs of 2026-11-28)."""
+    if not str(environment.get("git_commit", "")).endswith("-dirty"):
+        return []
+    modified = environment.get("git_modified")
+    if modified is None:
+        return None
+    return [path for path in modified if not path.startswith(RESULT_FOLDERS)]
+
+
+def _uncommitted_lines(metrics: dict) -> list[str]:
+    """The summary's lines on runs made from a checkout with uncommitted changes: a warning for
+    those whose changes touched code (or were not recorded), a note for those that changed
+    result files only."""
+    code_runs: dict[str, list[str]] = {}      # commit -> "row/seed (what changed)"
+    results_only: list[str] = []
+    for (row, seed), m in sorted(metrics.items()):
+        env = m.get("environment") or {}
+        commit = str(env.get("git_commit", "unknown"))
+        if not commit.endswith("-dirty"):
+            continue
+        files = uncommitted_code(env)
+        if files == []:
+            results_only.append(f"{row}/{seed}")
+            continue
+        shown = "files not recorded" if files is None else ", ".join(files[:5]) + (
+            f" and {len(files) - 5} more" if len(files) > 5 else "")
+        code_runs.setdefault(commit, []).append(f"{row}/{seed} ({shown})")
+    lines = []
+    if code_runs:
+        lines.append(f"- **Warning: some runs were made from a checkout with uncommitted "
+                     f"changes** ({', '.join(sorted(code_runs))}): their code is not exactly the "
+                     f"commit, or was not recorded: "
+                     + "; ".join(run for runs in code_runs.values() for run in runs) + ".")
+    if results_only:
+        lines.append(f"- {len(results_only)} run(s) from a `-dirty` checkout whose only "
+                     f"uncommitted changes were results ({', '.join(RESULT_FOLDERS)}), so with "
+                     f"the commit's code: {', '.join(results_only)}.")
+    return lines
+
+
 def display_path(path: Path, base: Path) -> str:
     """``path`` relative to ``base`` where it lies under it (as study reports show paths), else as
     given."""
@@ -767,10 +814,7 @@ def summary_markdown(study: Study, command: str, metrics: Optional[dict] = None,
     if len(devices) > 1:
         lines.append(f"- **Warning: the runs were made on different devices** "
                      f"({', '.join(sorted(devices))}); their scores may not be comparable.")
-    dirty = sorted(c for c in commits if c.endswith("-dirty"))
-    if dirty:
-        lines.append(f"- **Warning: some runs were made from a checkout with uncommitted "
-                     f"changes** ({', '.join(dirty)}): their code is not exactly the commit.")
+    lines += _uncommitted_lines(metrics)
     for label, groups in (("device", devices), ("commit", commits)):
         for value, runs in sorted(groups.items()):
             lines.append(f"- {label} `{value}`: {len(runs)} run(s) ({', '.join(sorted(runs))})")

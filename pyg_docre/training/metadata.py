@@ -1,4 +1,5 @@
-"""What a run records about where it ran: git commit, library versions, device, seed, world size.
+"""What a run records about where it ran: git commit (and the files changed since it), library
+versions, device, seed, world size.
 
 Stored under ``"environment"`` in ``metrics.json`` so that a number in a results table can be
 traced to the code and the software that produced it.
@@ -11,7 +12,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["git_commit", "library_versions", "run_environment"]
+__all__ = ["git_commit", "git_modified_files", "library_versions", "run_environment"]
 
 
 def git_commit(directory: str | PathLike | None = None) -> Optional[str]:
@@ -30,6 +31,22 @@ def git_commit(directory: str | PathLike | None = None) -> Optional[str]:
         return None
     sha = commit.stdout.strip()
     return sha + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+def git_modified_files(directory: str | PathLike | None = None) -> Optional[list[str]]:
+    """The tracked files of the checkout in ``directory`` (default: this package's folder) whose
+    content differs from the commit checked out, staged or not: paths relative to the
+    repository root, sorted; ``[]`` for a clean checkout, ``None`` outside a git checkout or
+    without ``git``. Says what a ``-dirty`` commit of :func:`git_commit` had changed."""
+    cwd = Path(directory) if directory is not None else Path(__file__).resolve().parent
+    try:
+        diff = subprocess.run(["git", "diff", "--name-only", "HEAD"], cwd=cwd,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if diff.returncode != 0:
+        return None
+    return sorted(line for line in diff.stdout.splitlines() if line)
 
 
 def library_versions() -> dict[str, Optional[str]]:
@@ -55,7 +72,8 @@ def run_environment(device, seed: int, *, world_size: int = 1,
     Example:
         >>> env = run_environment("cpu", 66)
         >>> sorted(env)
-        ['device', 'git_commit', 'seed', 'versions', 'world_size']
+        ['device', 'git_commit', 'git_modified', 'seed', 'versions', 'world_size']
     """
-    return {"git_commit": git_commit(directory), "versions": library_versions(),
+    return {"git_commit": git_commit(directory), "git_modified": git_modified_files(directory),
+            "versions": library_versions(),
             "device": str(device), "seed": int(seed), "world_size": int(world_size)}

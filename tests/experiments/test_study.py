@@ -146,13 +146,16 @@ def test_bad_override_fails_fast_from_the_command_line(study_mod, tmp_path, caps
 
 # ------------------------------------------------------------------------ fabricated results
 
-def fake_metrics(f1, *, ign=None, dev=None, device="cpu", commit="abc123", seed=66):
+def fake_metrics(f1, *, ign=None, dev=None, device="cpu", commit="abc123", seed=66,
+                 modified=None):
     test = {"precision": f1 + 10, "recall": f1 - 10, "f1": f1,
             "ign_f1": f1 - 0.5 if ign is None else ign, "intra_f1": f1 + 2, "inter_f1": f1 - 2}
     dev_scores = dict(test, f1=f1 - 3 if dev is None else dev)
-    return {"name": "x", "dev": dev_scores, "test": test,
-            "environment": {"git_commit": commit, "device": device, "seed": seed,
-                            "world_size": 1, "versions": {}}}
+    environment = {"git_commit": commit, "device": device, "seed": seed, "world_size": 1,
+                   "versions": {}}
+    if modified is not None:
+        environment["git_modified"] = modified
+    return {"name": "x", "dev": dev_scores, "test": test, "environment": environment}
 
 
 def resolved_config_yaml(study, row, seed):
@@ -268,7 +271,12 @@ def test_summary_json_and_markdown(study_mod, tmp_path, capsys):
         fake_done(study, "full", seed, fake_metrics(f1, seed=seed))
     fake_done(study, "atlop", 68, fake_metrics(54.0, seed=68, device="cuda:0",
                                                commit="def456-dirty"))
-    fake_done(study, "atlop", 66, fake_metrics(53.5, ign=53.0, dev=51.0, seed=66))
+    fake_done(study, "atlop", 66, fake_metrics(53.5, ign=53.0, dev=51.0, seed=66,
+                                               commit="abc123-dirty",
+                                               modified=["experiments/results/x.md"]))
+    fake_done(study, "atlop", 67, fake_metrics(53.0, seed=67, commit="abc123-dirty",
+                                               modified=["benchmarks/results/a.md",
+                                                         "pyg_docre/nn/gtn.py"]))
     # a complete run folder not yet collected is collected by --summary-only
     fake_complete_run(study, "no_kd", 67, fake_metrics(56.25, seed=67))
     assert study_mod.main([str(path), "--summary-only"]) == 0
@@ -279,8 +287,8 @@ def test_summary_json_and_markdown(study_mod, tmp_path, capsys):
          "test_f1": [56.0, 57.0, 55.0], "test_ign_f1": [55.5, 56.5, 54.5],
          "dev_f1": [53.0, 54.0, 52.0]},
         {"name": "atlop", "config": "smoke", "overrides": ["model.baseline=true"],
-         "seeds": [66, 68], "test_f1": [53.5, 54.0], "test_ign_f1": [53.0, 53.5],
-         "dev_f1": [51.0, 51.0]},
+         "seeds": [66, 67, 68], "test_f1": [53.5, 53.0, 54.0],
+         "test_ign_f1": [53.0, 52.5, 53.5], "dev_f1": [51.0, 50.0, 51.0]},
         {"name": "no_kd", "config": "smoke", "overrides": ["objectives.distillation=none"],
          "seeds": [67], "test_f1": [56.25], "test_ign_f1": [55.75], "dev_f1": [53.25]}]}
 
@@ -295,7 +303,14 @@ def test_summary_json_and_markdown(study_mod, tmp_path, capsys):
     assert "test-protocol" in md
     assert "different devices" in md and "`cuda:0`" in md and "`cpu`" in md
     assert "`abc123`" in md and "`def456-dirty`: 1 run(s) (atlop/68)" in md
-    assert "uncommitted changes** (def456-dirty)" in md
+    # uncommitted changes: code (or not recorded) is a warning naming the runs and files;
+    # changes to result files alone are a note
+    assert ("uncommitted changes** (abc123-dirty, def456-dirty): their code is not exactly the "
+            "commit, or was not recorded: atlop/67 (pyg_docre/nn/gtn.py); "
+            "atlop/68 (files not recorded).") in md
+    assert ("1 run(s) from a `-dirty` checkout whose only uncommitted changes were results "
+            "(experiments/results/, benchmarks/results/), so with the commit's code: "
+            "atlop/66.") in md
     try:
         import matplotlib  # noqa: F401
     except ImportError:
