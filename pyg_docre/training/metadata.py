@@ -40,13 +40,13 @@ def git_modified_files(directory: str | PathLike | None = None) -> Optional[list
     without ``git``. Says what a ``-dirty`` commit of :func:`git_commit` had changed."""
     cwd = Path(directory) if directory is not None else Path(__file__).resolve().parent
     try:
-        diff = subprocess.run(["git", "diff", "--name-only", "HEAD"], cwd=cwd,
+        diff = subprocess.run(["git", "diff", "--name-only", "-z", "HEAD"], cwd=cwd,
                               capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     if diff.returncode != 0:
         return None
-    return sorted(line for line in diff.stdout.splitlines() if line)
+    return sorted(path for path in diff.stdout.split("\0") if path)
 
 
 def library_versions() -> dict[str, Optional[str]]:

@@ -19,6 +19,7 @@ def repo(tmp_path):
     git(tmp_path, "init", "-q")
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "naïve name.py").write_text("y = 1\n")
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "table.md").write_text("| a |\n")
     git(tmp_path, "add", ".")
@@ -37,12 +38,14 @@ def test_clean_checkout(repo):
 def test_modified_files_are_named_from_the_repository_root(repo):
     (repo / "results" / "table.md").write_text("| b |\n")
     (repo / "pkg" / "code.py").write_text("x = 2\n")
+    (repo / "pkg" / "naïve name.py").write_text("y = 2\n")   # named as it is, not quoted
     git(repo, "add", "pkg/code.py")                       # staged changes count too
     (repo / "untracked.txt").write_text("not tracked\n")  # untracked files do not
     head = git(repo, "rev-parse", "HEAD")
     for directory in (repo, repo / "pkg"):
         assert git_commit(directory) == head + "-dirty"
-        assert git_modified_files(directory) == ["pkg/code.py", "results/table.md"]
+        assert git_modified_files(directory) == ["pkg/code.py", "pkg/naïve name.py",
+                                                "results/table.md"]
 
 
 def test_outside_a_checkout(tmp_path):
