@@ -91,7 +91,6 @@ def test_readme_model_api_example(smoke_run, dev_docs, rel2id_path, tmp_path):
     assert logits.size(0) == num_pairs
 
 
-
 def test_readme_gtn_conv_example(dev_docs, rel2id, tokenizer):
     """The layer example is a fragment: its inputs come from a real HDG batch through
     ``to_gtn_inputs(batch).graph_kwargs()``, as the README says, with random features of the

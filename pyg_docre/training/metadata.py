@@ -17,20 +17,17 @@ __all__ = ["git_commit", "git_modified_files", "library_versions", "run_environm
 
 def git_commit(directory: str | PathLike | None = None) -> Optional[str]:
     """The commit checked out in ``directory`` (default: this package's folder), with a
-    ``-dirty`` suffix when tracked files are modified; ``None`` outside a git checkout or
-    without ``git``."""
+    ``-dirty`` suffix when tracked files are modified (:func:`git_modified_files` names them);
+    ``None`` outside a git checkout or without ``git``."""
     cwd = Path(directory) if directory is not None else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                                 text=True, timeout=10)
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    sha = commit.stdout.strip()
-    return sha + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + ("-dirty" if git_modified_files(cwd) else "")
 
 
 def git_modified_files(directory: str | PathLike | None = None) -> Optional[list[str]]:

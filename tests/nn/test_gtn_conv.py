@@ -339,7 +339,6 @@ def test_bad_constructor_arguments(hdg):
                                           return_attention_weights=True)
 
 
-
 def test_unknown_keyword_arguments_are_named():
     """A misspelt layer argument is reported by the layer, with what it takes, not by
     ``MessagePassing.__init__``; those PyG takes still pass through."""
@@ -352,6 +351,7 @@ def test_unknown_keyword_arguments_are_named():
         GTNConv(16, node_dim=1)
     conv = GTNConv(16, aggr="add", flow="source_to_target", decomposed_layers=1)
     assert conv.node_dim == 0 and conv.flow == "source_to_target"
+
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
