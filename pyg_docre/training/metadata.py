@@ -19,15 +19,22 @@ def git_commit(directory: str | PathLike | None = None) -> Optional[str]:
     """The commit checked out in ``directory`` (default: this package's folder), with a
     ``-dirty`` suffix when tracked files are modified (:func:`git_modified_files` names them);
     ``None`` outside a git checkout or without ``git``."""
+    return _git_state(directory)[0]
+
+
+def _git_state(directory: str | PathLike | None) -> tuple[Optional[str], Optional[list[str]]]:
+    """:func:`git_commit` and :func:`git_modified_files` of ``directory`` from one ``git diff``,
+    so that the ``-dirty`` suffix and the recorded files always agree."""
     cwd = Path(directory) if directory is not None else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                                 text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return None
+        return None, None
+    modified = git_modified_files(cwd)
     if commit.returncode != 0:
-        return None
-    return commit.stdout.strip() + ("-dirty" if git_modified_files(cwd) else "")
+        return None, modified
+    return commit.stdout.strip() + ("-dirty" if modified else ""), modified
 
 
 def git_modified_files(directory: str | PathLike | None = None) -> Optional[list[str]]:
@@ -71,6 +78,6 @@ def run_environment(device, seed: int, *, world_size: int = 1,
         >>> sorted(env)
         ['device', 'git_commit', 'git_modified', 'seed', 'versions', 'world_size']
     """
-    return {"git_commit": git_commit(directory), "git_modified": git_modified_files(directory),
-            "versions": library_versions(),
+    commit, modified = _git_state(directory)
+    return {"git_commit": commit, "git_modified": modified, "versions": library_versions(),
             "device": str(device), "seed": int(seed), "world_size": int(world_size)}
