@@ -43,6 +43,11 @@ official scorer against the data of the run's own ``config.yaml`` and checks tha
 ``metrics.json`` holds the same numbers (to 1e-6, percent); a mismatch names the file and the
 field, exit status 1.
 A bad study file or option: one line naming the file and the field, exit status 2.
+
+Stopping the runner (Ctrl-C, SIGTERM, SIGHUP) stops the training processes it started (each
+runs in its own process group, which gets SIGTERM, then SIGKILL after ``STOP_GRACE_SECONDS``)
+and starts no more; it names the stopped runs, which the next sitting resumes from their last
+saved state, and exits with 128 + the signal number.
 """
 from __future__ import annotations
 
@@ -54,13 +59,17 @@ import json
 import os
 import re
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -72,7 +81,8 @@ from pyg_docre.io import atomic_write, atomic_write_text  # noqa: E402
 __all__ = ["StudyError", "Row", "NonInferiority", "Study", "load_study", "plan_runs",
            "train_command", "collect_run", "equivalent_result", "reuse_equivalent_runs",
            "build_summary", "summary_markdown", "gap_table", "uncommitted_code", "write_summary",
-           "result_file", "rescore_run", "verify_run", "verify_study", "run_study", "main"]
+           "result_file", "rescore_run", "verify_run", "verify_study", "TrainingProcesses",
+           "StudyInterrupted", "run_study", "main"]
 
 STUDY_KEYS = ("protocol", "seeds", "output", "runs_dir", "rows")
 #: Optional: ``levers``, {lever: [rows]}: the rows whose paired dev gains over their references
@@ -90,6 +100,7 @@ DONE_FILES = ("metrics.json", "result_dev.json.gz", "result_test.json.gz")
 COPIED_FILES = (("config.yaml", "config.yaml"), ("result_dev.json", "result_dev.json.gz"),
                 ("result_test.json", "result_test.json.gz"), ("metrics.json", "metrics.json"))
 LOG_NAME = "study.log"
+STOP_GRACE_SECONDS = 30.0   # from SIGTERM to SIGKILL for a training process the runner stops
 #: Folders of a checkout that hold only results (written by studies and benchmarks, read by no
 #: run): a run whose checkout had uncommitted changes in these alone ran the commit's code.
 RESULT_FOLDERS = ("experiments/results/", "benchmarks/results/")
@@ -587,15 +598,110 @@ def _child_env(parallel: int) -> dict:
     return env
 
 
-def _run_one(study: Study, row: str, seed: int, cmd: list[str], env: dict) -> int:
+class StudyInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached the runner (SIGINT raises :class:`KeyboardInterrupt`)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _interrupt_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`StudyInterrupted` in the main thread, so that the
+    runner stops its training processes instead of leaving them running without it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signums = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+    def interrupt(signum, frame):
+        raise StudyInterrupted(signum)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class TrainingProcesses:
+    """The training processes of one :func:`run_study` that have not ended yet; once
+    :meth:`stop` is called, :meth:`start` starts none."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: dict[tuple[str, int], subprocess.Popen] = {}
+        self._stopping = False
+
+    def start(self, key: tuple[str, int], cmd: list[str], **popen_kwargs
+              ) -> Optional[subprocess.Popen]:
+        """Start ``cmd`` in a new process group (a stop reaches its own children too); None
+        once stopping."""
+        with self._lock:
+            if self._stopping:
+                return None
+            proc = subprocess.Popen(cmd, start_new_session=True, **popen_kwargs)
+            self._running[key] = proc
+            return proc
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def ended(self, key: tuple[str, int]) -> None:
+        with self._lock:
+            self._running.pop(key, None)
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> list[tuple[str, int]]:
+        """SIGTERM each running process group, SIGKILL what is left after ``grace`` seconds;
+        return the stopped runs."""
+        with self._lock:
+            self._stopping = True
+            running = dict(self._running)
+        for proc in running.values():
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in running.values():
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        return sorted(running)
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signum)
+        else:                                            # pragma: no cover (Windows)
+            proc.terminate() if signum == signal.SIGTERM else proc.kill()
+    except ProcessLookupError:                           # it has just ended
+        pass
+
+
+def _run_one(study: Study, row: str, seed: int, cmd: list[str], env: dict,
+             processes: TrainingProcesses) -> Optional[int]:
+    """Run one training process to its end; its exit status, or None if the study was stopped
+    before it started."""
+    if processes.stopping:
+        return None
     run = study.run_dir(row, seed)
     run.mkdir(parents=True, exist_ok=True)
     with open(run / LOG_NAME, "a", encoding="utf-8") as log:
         log.write(f"# {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} "
                   f"{shlex.join(cmd)}\n")
         log.flush()
-        return subprocess.run(cmd, cwd=study.base_dir, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+        proc = processes.start((row, seed), cmd, cwd=study.base_dir, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if proc is None:
+            return None
+        try:
+            return proc.wait()
+        finally:
+            processes.ended((row, seed))
 
 
 def run_study(study: Study, plan: list[tuple[str, int]], *, parallel: int = 1,
@@ -605,11 +711,13 @@ def run_study(study: Study, plan: list[tuple[str, int]], *, parallel: int = 1,
     rewrite the summary after it; return one message per failed run (empty: all succeeded)."""
     env = _child_env(parallel)
     failures: list[str] = []
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
+    processes = TrainingProcesses()
+    pool = ThreadPoolExecutor(max_workers=parallel)
+    try:
         futures = {}
         for row, seed in plan:
             cmd = train_command(study, row, seed, device)
-            futures[pool.submit(_run_one, study, row, seed, cmd, env)] = (row, seed)
+            futures[pool.submit(_run_one, study, row, seed, cmd, env, processes)] = (row, seed)
         for future in as_completed(futures):
             row, seed = futures[future]
             log = study.run_dir(row, seed) / LOG_NAME
@@ -625,6 +733,14 @@ def run_study(study: Study, plan: list[tuple[str, int]], *, parallel: int = 1,
                 failures.append(f"{row}/{seed} failed ({why}); log: {log}")
                 say(f"FAILED {failures[-1]}")
             write_summary(study, command, say=say)
+    except KeyboardInterrupt:                   # Ctrl-C, or StudyInterrupted
+        pool.shutdown(wait=False, cancel_futures=True)   # the queued runs first, then the rest
+        for row, seed in processes.stop():
+            say(f"stopped {row}/{seed}; the next sitting resumes it from its last saved state "
+                f"(log: {study.run_dir(row, seed) / LOG_NAME})")
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return failures
 
 
@@ -1000,7 +1116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None, *, base_dir: str | os.PathLike = ROOT,
          say: Callable[[str], None] = print) -> int:
-    """Exit status: 0 success, 1 a run failed or --verify found a mismatch, 2 bad input."""
+    """Exit status: 0 success, 1 a run failed or --verify found a mismatch, 2 bad input,
+    128 + N stopped by signal N."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
@@ -1048,8 +1165,14 @@ def main(argv: Optional[list[str]] = None, *, base_dir: str | os.PathLike = ROOT
             say(f"summary: {study.summary_path('.md')}")
             return 0
         say(f"{study.path}: {len(plan)} run(s), {args.parallel} at a time")
-        failures = run_study(study, plan, parallel=args.parallel, device=args.device,
-                             command=command, say=say)
+        with _interrupt_on_signals():
+            failures = run_study(study, plan, parallel=args.parallel, device=args.device,
+                                 command=command, say=say)
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"study: stopped by {signal.Signals(signum).name}; run the same command to go on",
+              file=sys.stderr)
+        return 128 + signum
     except StudyError as err:
         print(f"study: error: {err}", file=sys.stderr)
         return 2

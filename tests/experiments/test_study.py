@@ -3,8 +3,12 @@ real two-run study with the `smoke` config."""
 import gzip
 import importlib.util
 import json
+import os
+import signal
 import statistics
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -379,7 +383,7 @@ def test_failed_run_is_reported_and_the_others_go_on(study_mod, tmp_path, monkey
     study = study_mod.load_study(path)
     started = []
 
-    def fake_run_one(study_, row, seed, cmd, env):
+    def fake_run_one(study_, row, seed, cmd, env, processes):
         started.append((row, seed))
         if row == "atlop":
             return 3
@@ -398,6 +402,64 @@ def test_failed_run_is_reported_and_the_others_go_on(study_mod, tmp_path, monkey
     started.clear()
     assert study_mod.main([str(path), "--max-runs", "0"]) == 0 and started == []
     assert study_mod.main([str(path)]) == 1 and started == [("atlop", 66)]
+
+
+CHILD = """import os, sys, time
+open(sys.argv[1], "a").write(f"{os.getpid()}\\n")
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stopped_runner_stops_its_training_process_and_starts_no_other(
+        study_mod, tmp_path, monkeypatch, capsys, signum):
+    """Stopping the runner ends the training process it started (it does not go on training
+    unattended) and starts none of the queued runs; the stopped run is named, the exit status
+    is 128 + the signal, and the runner's signal handlers are put back."""
+    path = write_study(tmp_path, seeds=[66])
+    study = study_mod.load_study(path)
+    pid_file = tmp_path / "started.txt"
+    # a child that sleeps longer than the test may take: if the stop did not reach it, the
+    # runner would wait for it and the test would fail on the exit status, not hang for long
+    monkeypatch.setattr(study_mod, "train_command", lambda study_, row, seed, device=None:
+                        [sys.executable, "-c", CHILD, str(pid_file), "20"])
+
+    def stop_once_started():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (pid_file.exists()
+                                                    and pid_file.read_text().strip()):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signum)
+
+    def not_the_runner(signum_, frame):     # a runner without its handler fails, not pytest
+        raise RuntimeError("SIGTERM reached the test's handler, not the runner's")
+
+    handler_before = signal.signal(signal.SIGTERM, not_the_runner)
+    stopper = threading.Thread(target=stop_once_started, daemon=True)
+    stopper.start()
+    started = time.monotonic()
+    try:
+        assert study_mod.main([str(path)]) == 128 + signum
+    finally:
+        handler_in_test = signal.signal(signal.SIGTERM, handler_before)
+    assert time.monotonic() - started < 15
+    stopper.join()
+    pids = [int(p) for p in pid_file.read_text().split()]
+    assert len(pids) == 1                                # atlop and no_kd never started
+    with pytest.raises(ProcessLookupError):              # ended and reaped
+        os.kill(pids[0], 0)
+    out, err = capsys.readouterr()
+    assert "stopped full/66" in out and str(study.run_dir("full", 66) / "study.log") in out
+    assert f"stopped by {signal.Signals(signum).name}" in err
+    assert not study.run_dir("atlop", 66).exists() and not study.is_done("full", 66)
+    assert handler_in_test is not_the_runner
+
+
+def test_training_processes_start_none_once_stopped(study_mod, tmp_path):
+    processes = study_mod.TrainingProcesses()
+    assert processes.stop() == []
+    assert processes.start(("full", 66), [sys.executable, "-c", "pass"]) is None
 
 
 # ------------------------------------------------------------------------ real runs
