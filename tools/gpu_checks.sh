@@ -85,7 +85,7 @@ step() {  # step NAME COMMAND...: run, log, record the exit status, pack (if STE
 study() {  # the study's outstanding runs on $DEVICE, then its summary and results folder
     # shellcheck disable=SC2086  # STUDY_ARGS is a list of arguments
     if [ -n "${STUDY_SECONDS:-}" ]; then
-        # (timeout signals its whole process group: the training subprocesses stop too)
+        # (timeout SIGTERMs the runner, which stops its training processes and names them)
         step study timeout "$STUDY_SECONDS" $PY experiments/study.py "$STUDY" --device "$DEVICE" \
             ${STUDY_ARGS:-}
     else
