@@ -45,9 +45,10 @@ field, exit status 1.
 A bad study file or option: one line naming the file and the field, exit status 2.
 
 Stopping the runner (Ctrl-C, SIGTERM, SIGHUP) stops the training processes it started (each
-runs in its own process group, which gets SIGTERM, then SIGKILL after ``STOP_GRACE_SECONDS``)
-and starts no more; it names the stopped runs, which the next sitting resumes from their last
-saved state, and exits with 128 + the signal number.
+runs in its own process group, which gets SIGTERM: the training saves its state after the
+current step and ends; SIGKILL follows after ``STOP_GRACE_SECONDS``) and starts no more; it
+names the stopped runs, which the next sitting resumes from their saved state, and exits with
+128 + the signal number.
 """
 from __future__ import annotations
 
@@ -100,7 +101,9 @@ DONE_FILES = ("metrics.json", "result_dev.json.gz", "result_test.json.gz")
 COPIED_FILES = (("config.yaml", "config.yaml"), ("result_dev.json", "result_dev.json.gz"),
                 ("result_test.json", "result_test.json.gz"), ("metrics.json", "metrics.json"))
 LOG_NAME = "study.log"
-STOP_GRACE_SECONDS = 30.0   # from SIGTERM to SIGKILL for a training process the runner stops
+#: From SIGTERM to SIGKILL for a training process the runner stops: time for it to finish its
+#: optimiser step (or epoch-end evaluation) and save its state (pyg_docre.training.stopping).
+STOP_GRACE_SECONDS = 120.0
 #: Folders of a checkout that hold only results (written by studies and benchmarks, read by no
 #: run): a run whose checkout had uncommitted changes in these alone ran the commit's code.
 RESULT_FOLDERS = ("experiments/results/", "benchmarks/results/")

@@ -415,11 +415,19 @@ def _run_train(args: argparse.Namespace) -> int:
 
     output = Path(args.output) if args.output else base_dir / "runs" / path.stem
     command = " ".join([args.prog_name] + [shlex.quote(a) for a in args.argv])
+    from .training.stopping import TrainingStopped
     try:
         metrics = run_experiment(config, output, base_dir=base_dir, command=command,
                                  resume=args.resume, overwrite=args.overwrite)
     except PygDocreError as err:    # config, run folder, data, checkpoint, resume
         raise CLIError(str(err)) from None
+    except TrainingStopped as stop:
+        if is_main_process():
+            again = [a for a in args.argv if a not in ("--resume", "--overwrite")]
+            print(f"{args.prog_name}: {stop}; to continue: "
+                  f"{' '.join([args.prog_name] + [shlex.quote(a) for a in again])} --resume",
+                  file=sys.stderr)
+        return stop.exit_status
     if metrics.get("already_complete"):
         print(f"the run in {output} is already complete; nothing to resume")
     if is_main_process():

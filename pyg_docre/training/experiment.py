@@ -7,7 +7,8 @@ Before anything is loaded the configuration is checked against this machine and 
 
 Output folder::
 
-    run_state.json      running / complete / failed (with the error), written atomically
+    run_state.json      running / complete / failed (with the error) / stopped (by a signal,
+                        with the state saved: ``resume=True`` continues it), written atomically
     config.yaml         the resolved configuration
     train.log           the log (a resumed run appends to it)
     resume/             the latest complete training state (epoch ends, save_every_steps)
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -44,6 +46,7 @@ from .metadata import run_environment
 from .objective import DocREObjective
 from .resume import has_training_state
 from .run_folder import RunFolderError, prepare_run_folder, write_run_state
+from .stopping import StopSignals, TrainingStopped
 from .trainer import Trainer, resolve_device, set_seed
 from .validation import validate_runtime
 
@@ -106,6 +109,8 @@ def run_experiment(config: ExperimentConfig, output_dir: str | Path, *,
         ConfigError: a config value is invalid on this machine (before anything is loaded).
         RunFolderError: ``output_dir`` is not empty and neither flag is given (nothing is
             touched), or the run there cannot be resumed.
+        TrainingStopped: a SIGTERM or SIGINT came during training; the training state was
+            saved first (``run_state.json`` says ``stopped``) and ``resume=True`` continues.
     """
     base_dir = Path(base_dir)
     output_dir = Path(output_dir)
@@ -147,6 +152,11 @@ def _run_in_folder(config: ExperimentConfig, output_dir: Path, base_dir: Path,
     try:
         metrics = _run(config, output_dir, base_dir, command, resume=mode == "resume",
                        ctx=ctx, device=device)
+    except TrainingStopped as stop:
+        if ctx.is_main:
+            write_run_state(output_dir, "stopped", signal=signal_name(stop.signum),
+                            epoch=stop.epoch, batches_done=stop.batches_done)
+        raise
     except BaseException as err:
         if ctx.is_main:
             write_run_state(output_dir, "failed", error=f"{type(err).__name__}: {err}"[:2000])
@@ -222,7 +232,10 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
     elif resume:
         log.info("no saved training state in %s: starting from the beginning", output_dir)
     train_start = time.perf_counter()
-    history = trainer.fit()
+    with StopSignals() as stop:          # a SIGTERM or Ctrl-C: save, then TrainingStopped
+        trainer.stop_signals = stop
+        history = trainer.fit()
+    trainer.stop_signals = None
     train_seconds = time.perf_counter() - train_start
 
     best = DocREModel.from_pretrained(checkpoint, map_location=trainer.device)
@@ -248,3 +261,11 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
     log.info("best epoch %s", trainer.best_epoch)
     log.info("results\n%s", format_results_table(metrics), extra={"console": False})
     return metrics
+
+
+def signal_name(signum: int) -> str:
+    """``"SIGTERM"`` for ``signal.SIGTERM`` (the number itself for an unknown one)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)

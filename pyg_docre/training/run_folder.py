@@ -3,7 +3,8 @@
 A non-empty folder is never reused silently: :func:`prepare_run_folder` refuses it unless the
 caller asks to ``resume`` the run in it (same configuration) or to ``overwrite`` it (only a
 folder that looks like a run folder is cleared). ``run_state.json``, written atomically, says
-whether the run is ``running``, ``complete`` or ``failed`` (with the error)::
+whether the run is ``running``, ``complete``, ``failed`` (with the error) or ``stopped`` (by a
+signal, with ``signal``, ``epoch`` and ``batches_done``: its training state was saved first)::
 
     {"state": "failed", "error": "FloatingPointError: non-finite loss ...", "pid": 123,
      "started": "2026-11-26T16:05:00+00:00", "updated": "...", "command": "..."}
@@ -28,6 +29,8 @@ __all__ = ["RunFolderError", "RUN_STATE", "prepare_run_folder", "read_run_state"
            "write_run_state"]
 
 RUN_STATE = "run_state.json"
+#: The fields that belong to one state only.
+_STATE_FIELDS = {"failed": ("error",), "stopped": ("signal", "epoch", "batches_done")}
 #: Files that mark a folder as one of ours (``--overwrite`` clears only such folders).
 _RUN_MARKERS = (RUN_STATE, "config.yaml", "metrics.json", "train.log")
 
@@ -46,13 +49,17 @@ def read_run_state(output_dir: str | Path) -> dict | None:
 
 
 def write_run_state(output_dir: str | Path, state: str, **fields) -> dict:
-    """Record ``state`` (running / complete / failed) atomically, keeping earlier fields."""
+    """Record ``state`` (running / complete / failed / stopped) atomically, keeping earlier
+    fields except those of another state (``error`` of a failed run, ``signal``, ``epoch``,
+    ``batches_done`` of a stopped one)."""
     record = read_run_state(output_dir) or {}
+    for other, keys in _STATE_FIELDS.items():
+        if other != state:
+            for key in keys:
+                record.pop(key, None)
     record.update(fields)
     record.update(state=state, updated=_now(), pid=os.getpid())
     record.setdefault("started", record["updated"])
-    if state != "failed":
-        record.pop("error", None)
     atomic_write_text(Path(output_dir) / RUN_STATE, json.dumps(record, indent=2))
     return record
 

@@ -2,7 +2,10 @@
 clipping and accumulation, optional mixed precision, per-epoch dev evaluation and best-checkpoint
 selection on dev F1. With a ``state_dir`` the complete training state is saved there at every
 epoch end and every ``save_every_steps`` optimiser steps, and :meth:`Trainer.load_training_state`
-continues a run exactly where it was saved (see :mod:`pyg_docre.training.resume`).
+continues a run exactly where it was saved (see :mod:`pyg_docre.training.resume`). With
+``stop_signals`` (a :class:`~pyg_docre.training.stopping.StopSignals`), a SIGTERM or SIGINT ends
+training after the current optimiser step, or after the epoch-end evaluation, with the state
+saved and :class:`~pyg_docre.training.stopping.TrainingStopped` raised.
 
 Under ``torchrun`` (a :class:`~pyg_docre.training.distributed.DistributedContext` with several
 processes) the model runs in ``DistributedDataParallel``, each process trains on its
@@ -14,6 +17,7 @@ import contextlib
 import functools
 import logging
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -36,6 +40,7 @@ from .evaluation import predict
 from .objective import DocREObjective, read_scalars
 from .optimizer import parameter_groups
 from .resume import EpochRecord, Progress, load_training_state, save_training_state
+from .stopping import StopSignals, TrainingStopped, ignore_stop_signals
 
 __all__ = ["set_seed", "resolve_device", "autocast_factory", "Trainer", "EpochRecord"]
 
@@ -79,14 +84,17 @@ class Trainer:
             (:func:`~pyg_docre.training.distributed.setup`).
         device: the device to train on (default: ``config.device`` resolved; under torchrun,
             the one :func:`~pyg_docre.training.distributed.setup` gave this process).
+        stop_signals: where a stop signal is recorded (default: none, training runs to its
+            end); settable later as the attribute of that name.
     """
 
     def __init__(self, model: DocREModel, objective: DocREObjective, config: TrainingConfig,
                  train_set, dev_loader, evaluate_dev: Callable[[list], dict],
                  checkpoint_dir: Path, tokenizer=None, state_dir: Path | None = None,
                  distributed: DistributedContext | None = None,
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, stop_signals: StopSignals | None = None):
         self.model, self.objective, self.config = model, objective, config
+        self.stop_signals = stop_signals
         self.distributed = distributed or DistributedContext()
         self.device = resolve_device(config.device) if device is None else torch.device(device)
         self.autocast = autocast_factory(config.precision, self.device)
@@ -104,10 +112,14 @@ class Trainer:
         workers = config.num_workers
         if workers is None:
             workers = 2 if self.device.type == "cuda" else 0
+        # Not persistent_workers: every epoch's iterator draws its base seed and then its
+        # shuffle from `generator`, as without workers; a persistent one draws the seed only
+        # in the first epoch of a process, so a resumed run would shuffle differently.
         self.train_loader = DataLoader(train_set, batch_size=config.batch_size,
                                        shuffle=self.sampler is None, sampler=self.sampler,
-                                       num_workers=workers, pin_memory=pin,
-                                       persistent_workers=workers > 0, generator=generator)
+                                       num_workers=workers, pin_memory=pin, generator=generator,
+                                       # a stop signal sent to every process of the run
+                                       worker_init_fn=ignore_stop_signals if workers else None)
         self.non_blocking = pin
         # The model as the forward pass calls it: DDP averages its gradients across processes
         # (the pooler and, without reconstruction, the mask vector get none: unused parameters).
@@ -271,9 +283,32 @@ class Trainer:
         p.loss_sums, p.loss_counts = dict(sums), dict(counts)
         p.global_step += 1
         every = self.config.save_every_steps
-        if (self.state_dir is not None and every and p.global_step % every == 0
-                and batches < self.batches_per_epoch):      # the epoch end saves anyway
+        saved = (self.state_dir is not None and every and p.global_step % every == 0
+                 and batches < self.batches_per_epoch)      # the epoch end saves anyway
+        if saved:
             self.save_training_state()
+        self._stop_if_asked(already_saved=saved)
+
+    def _stop_if_asked(self, already_saved: bool) -> None:
+        """Raise :class:`TrainingStopped` (after saving the state) if a stop signal came.
+
+        Under DDP the processes agree first (one small all-reduce per check; none without
+        ``stop_signals``), so all of them stop at the same step: a process that received the
+        signal alone would otherwise leave the others waiting in the next collective."""
+        if self.stop_signals is None:
+            return
+        signum = self.stop_signals.received
+        if self.distributed.enabled:
+            anyone = all_reduce_mean({"stop": float(signum is not None)}, self.device)["stop"]
+            if anyone > 0 and signum is None:
+                signum = signal.SIGTERM                     # another process received it
+        if signum is None:
+            return
+        if self.state_dir is not None and not already_saved:
+            self.save_training_state()
+        p = self._progress
+        raise TrainingStopped(signum, p.epoch, p.batches_done, self.state_dir,
+                              epochs=self.config.epochs)
 
     @property
     def progress(self) -> Progress:
@@ -325,8 +360,10 @@ class Trainer:
                      _fmt(record.dev.get("ign_f1")), " (best, saved)" if improved else "")
             self._progress = Progress(epoch=epoch + 1, global_step=self._progress.global_step)
             self._epoch_generator_state = self.generator.get_state()
-            if self.state_dir is not None:
+            saved = self.state_dir is not None
+            if saved:
                 self.save_training_state()
+            self._stop_if_asked(already_saved=saved)
         return self.history
 
 
