@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 import time
 from dataclasses import asdict
@@ -154,7 +153,7 @@ def _run_in_folder(config: ExperimentConfig, output_dir: Path, base_dir: Path,
                        ctx=ctx, device=device)
     except TrainingStopped as stop:
         if ctx.is_main:
-            write_run_state(output_dir, "stopped", signal=signal_name(stop.signum),
+            write_run_state(output_dir, "stopped", signal=stop.signal_name,
                             epoch=stop.epoch, batches_done=stop.batches_done)
         raise
     except BaseException as err:
@@ -261,11 +260,3 @@ def _run(config: ExperimentConfig, output_dir: Path, base_dir: Path, command: st
     log.info("best epoch %s", trainer.best_epoch)
     log.info("results\n%s", format_results_table(metrics), extra={"console": False})
     return metrics
-
-
-def signal_name(signum: int) -> str:
-    """``"SIGTERM"`` for ``signal.SIGTERM`` (the number itself for an unknown one)."""
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return str(signum)

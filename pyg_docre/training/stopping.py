@@ -49,7 +49,15 @@ class TrainingStopped(Exception):
             where = f"in epoch {epoch} after {batches_done} batches"
         saved = (f"its state is saved in {state_dir}" if state_dir is not None
                  else "no state was saved (the trainer has no state_dir)")
-        super().__init__(f"training stopped by {signal.Signals(signum).name} {where}; {saved}")
+        super().__init__(f"training stopped by {self.signal_name} {where}; {saved}")
+
+    @property
+    def signal_name(self) -> str:
+        """``"SIGTERM"``, ``"SIGINT"`` (the number for a signal Python does not name)."""
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return str(self.signum)
 
     @property
     def exit_status(self) -> int:

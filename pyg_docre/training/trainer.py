@@ -283,8 +283,8 @@ class Trainer:
         p.loss_sums, p.loss_counts = dict(sums), dict(counts)
         p.global_step += 1
         every = self.config.save_every_steps
-        saved = (self.state_dir is not None and every and p.global_step % every == 0
-                 and batches < self.batches_per_epoch)      # the epoch end saves anyway
+        saved = bool(self.state_dir is not None and every and p.global_step % every == 0
+                     and batches < self.batches_per_epoch)  # the epoch end saves anyway
         if saved:
             self.save_training_state()
         self._stop_if_asked(already_saved=saved)
