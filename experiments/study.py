@@ -612,11 +612,14 @@ class StudyInterrupted(KeyboardInterrupt):
 @contextmanager
 def _interrupt_on_signals() -> Iterator[None]:
     """Turn SIGTERM and SIGHUP into :class:`StudyInterrupted` in the main thread, so that the
-    runner stops its training processes instead of leaving them running without it."""
+    runner stops its training processes instead of leaving them running without it. A signal
+    ignored on entry stays ignored (SIGHUP under ``nohup``)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signums = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    signums = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+               if hasattr(signal, name) and signal.getsignal(getattr(signal, name))
+               is not signal.SIG_IGN]
 
     def interrupt(signum, frame):
         raise StudyInterrupted(signum)

@@ -69,8 +69,9 @@ class StopSignals:
     """Record the first SIGTERM or SIGINT in :attr:`received` instead of ending the process.
 
     A context manager; the handlers are set on entry and the previous ones put back on exit.
-    Signal handlers can only be set in the main thread: elsewhere it records nothing (and the
-    signals act as before)::
+    A signal that is ignored on entry stays ignored (SIGINT of a job started in the background
+    with ``&``). Signal handlers can only be set in the main thread: elsewhere it records
+    nothing (and the signals act as before)::
 
         with StopSignals() as stop:
             trainer.stop_signals = stop
@@ -84,7 +85,8 @@ class StopSignals:
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.signums}
+            self._previous = {s: signal.signal(s, self._handle) for s in self.signums
+                              if signal.getsignal(s) is not signal.SIG_IGN}
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -435,6 +435,8 @@ def test_a_stopped_runner_stops_its_training_process_and_starts_no_other(
     def not_the_runner(signum_, frame):     # a runner without its handler fails, not pytest
         raise RuntimeError("SIGTERM reached the test's handler, not the runner's")
 
+    # SIGINT as in an interactive session (a job started with `&` inherits it ignored)
+    sigint_before = signal.signal(signal.SIGINT, signal.default_int_handler)
     handler_before = signal.signal(signal.SIGTERM, not_the_runner)
     stopper = threading.Thread(target=stop_once_started, daemon=True)
     stopper.start()
@@ -443,6 +445,7 @@ def test_a_stopped_runner_stops_its_training_process_and_starts_no_other(
         assert study_mod.main([str(path)]) == 128 + signum
     finally:
         handler_in_test = signal.signal(signal.SIGTERM, handler_before)
+        signal.signal(signal.SIGINT, sigint_before)
     assert time.monotonic() - started < 15
     stopper.join()
     pids = [int(p) for p in pid_file.read_text().split()]
@@ -454,6 +457,20 @@ def test_a_stopped_runner_stops_its_training_process_and_starts_no_other(
     assert f"stopped by {signal.Signals(signum).name}" in err
     assert not study.run_dir("atlop", 66).exists() and not study.is_done("full", 66)
     assert handler_in_test is not_the_runner
+
+
+def test_a_runner_under_nohup_is_not_stopped_by_a_hangup(study_mod):
+    """SIGHUP ignored on entry (nohup) stays ignored; SIGTERM is the runner's."""
+    before = {s: signal.signal(s, h) for s, h in ((signal.SIGHUP, signal.SIG_IGN),
+                                                   (signal.SIGTERM, signal.SIG_DFL))}
+    try:
+        with study_mod._interrupt_on_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
 
 
 def test_training_processes_start_none_once_stopped(study_mod, tmp_path):

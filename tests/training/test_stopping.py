@@ -49,14 +49,33 @@ def test_the_first_signal_is_recorded_and_the_second_acts_as_before(recording_si
     assert signal.getsignal(signal.SIGTERM) is record and stop.received == signal.SIGTERM
 
 
-def test_a_second_ctrl_c_interrupts_at_once():
-    before = signal.getsignal(signal.SIGINT)
+@pytest.fixture
+def interactive_sigint():
+    """SIGINT as in an interactive session (a job started with `&` inherits it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_second_ctrl_c_interrupts_at_once(interactive_sigint):
     with StopSignals() as stop:
         _deliver(signal.SIGINT)
         assert stop.received == signal.SIGINT
         with pytest.raises(KeyboardInterrupt):
             _deliver(signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_signal_stays_ignored(recording_sigterm):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopSignals() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            _deliver(signal.SIGINT)
+            assert stop.received is None
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_handlers_are_put_back_and_nothing_recorded_without_a_signal(recording_sigterm):
