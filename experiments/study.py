@@ -67,10 +67,9 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -78,6 +77,7 @@ if str(ROOT) not in sys.path:
 
 from pyg_docre.config import ConfigError, load_config, yaml_load  # noqa: E402
 from pyg_docre.io import atomic_write, atomic_write_text  # noqa: E402
+from pyg_docre.signals import signal_handlers  # noqa: E402
 
 __all__ = ["StudyError", "Row", "NonInferiority", "Study", "load_study", "plan_runs",
            "train_command", "collect_run", "equivalent_result", "reuse_equivalent_runs",
@@ -609,27 +609,16 @@ class StudyInterrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-@contextmanager
-def _interrupt_on_signals() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into :class:`StudyInterrupted` in the main thread, so that the
-    runner stops its training processes instead of leaving them running without it. A signal
-    ignored on entry stays ignored (SIGHUP under ``nohup``)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signums = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
-               if hasattr(signal, name) and signal.getsignal(getattr(signal, name))
-               is not signal.SIG_IGN]
-
+def _interrupt_on_signals():
+    """Turn SIGTERM and SIGHUP into :class:`StudyInterrupted` (main thread; ignored signals
+    stay ignored, as SIGHUP under ``nohup``: :func:`pyg_docre.signals.signal_handlers`),
+    so that the runner stops its training processes instead of leaving them running without
+    it."""
     def interrupt(signum, frame):
         raise StudyInterrupted(signum)
 
-    previous = {signum: signal.signal(signum, interrupt) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    signums = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    return signal_handlers(signums, interrupt)
 
 
 class TrainingProcesses:

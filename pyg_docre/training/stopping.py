@@ -20,6 +20,8 @@ import threading
 from pathlib import Path
 from typing import Optional
 
+from pyg_docre.signals import signal_handlers
+
 __all__ = ["StopSignals", "TrainingStopped", "ignore_stop_signals",
            "WORKER_STOP_GRACE_SECONDS"]
 
@@ -81,21 +83,15 @@ class StopSignals:
     def __init__(self, signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
         self.signums = tuple(signums)
         self.received: Optional[int] = None
+        self._handlers = signal_handlers(self.signums, self._handle)
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.signums
-                              if signal.getsignal(s) is not signal.SIG_IGN}
+        self._previous = self._handlers.__enter__()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._restore()
-
-    def _restore(self) -> None:
-        previous, self._previous = self._previous, {}
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        self._handlers.__exit__(*exc_info)
 
     def _handle(self, signum: int, frame) -> None:
         name = signal.Signals(signum).name
@@ -104,9 +100,11 @@ class StopSignals:
             log.warning("%s received: training stops after the current step and saves its "
                         "state (%s again stops at once)", name, name)
             return
-        # The second signal: act as without this handler.
+        # The second signal: act as without this handler (restored now, not again on exit).
         handler = self._previous.get(signum, signal.SIG_DFL)
-        self._restore()
+        for other, old in list(self._previous.items()):
+            signal.signal(other, old)
+            del self._previous[other]
         if callable(handler):
             handler(signum, frame)
         elif handler == signal.SIG_DFL:
