@@ -13,12 +13,14 @@ import platform
 import re
 import resource
 import shlex
+import signal
 import statistics
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not the root, first
@@ -26,6 +28,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not 
 
 from pyg_docre.paths import find_dataset_file  # noqa: E402  (after the path set-up above)
 from pyg_docre.io import atomic_write_text  # noqa: E402
+from pyg_docre.signals import signal_handlers  # noqa: E402
 
 #: Where the benchmarks write their results unless ``--out`` says otherwise.
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
@@ -187,6 +190,30 @@ def limit_data_bytes(limit: int | None) -> bool:
     except (ValueError, OSError):
         return False
     return True
+
+
+# ----------------------------------------------------------------------------------------------
+# Stopping a sweep
+# ----------------------------------------------------------------------------------------------
+#: The signals that stop a sweep the way Ctrl-C does.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _exit_on_signal(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def exit_on_stop_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into ``SystemExit(128 + N)`` for a while.
+
+    A sweep that runs its points in child processes (``subprocess.run``) would otherwise die
+    at once on ``kill PID`` and leave the running child measuring on, unowned. As an exception,
+    the signal goes the way of Ctrl-C: ``subprocess.run`` kills its child, ``finally`` blocks
+    write what was measured, and the exit status says which signal stopped the sweep. A signal
+    ignored on entry (SIGHUP under ``nohup``) stays ignored."""
+    with signal_handlers(STOP_SIGNALS, _exit_on_signal):
+        yield
 
 
 # ----------------------------------------------------------------------------------------------

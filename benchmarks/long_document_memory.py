@@ -172,7 +172,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--modes: unknown {unknown}; choose from {MODES}")
     out_dir = _common.resolve_out(args.out)
     meta = _common.metadata(_common.script_argv(__file__, argv))
-    rows = sweep(ints(args.tokens), ints(args.entity_docs), modes, args.limit_gb)
+    with _common.exit_on_stop_signals():        # a killed sweep kills its running child
+        rows = sweep(ints(args.tokens), ints(args.entity_docs), modes, args.limit_gb)
     result = {"benchmark": "long_document_memory", "metadata": meta, "target_mb": TARGET_MB,
               "rows": rows}
     _common.write_json(out_dir / "long_document_memory.json", result)

@@ -542,7 +542,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows: list[dict] = []
     complete = False
     try:
-        sweep(args, meta, out_dir, rows)
+        with _common.exit_on_stop_signals():    # a killed sweep kills its running child
+            sweep(args, meta, out_dir, rows)
         complete = True
     finally:
         if rows or complete:

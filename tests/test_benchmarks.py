@@ -1,5 +1,6 @@
 """The benchmark scripts (benchmarks/): long documents, memory planning, child points, outputs."""
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -196,6 +197,68 @@ def test_tiny_sweep_writes_json_markdown_and_plots(tmp_path):
     assert "## Sparse against dense" in report and "| 1 |" in report
     for name in ("sparse_vs_dense_time.png", "sparse_vs_dense_memory.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _point_children(parent: int) -> list[int]:
+    """The ``--point`` child processes of ``parent`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"--point" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_terminated_sweep_kills_its_child_and_keeps_what_it_measured(tmp_path):
+    """``kill PID`` (SIGTERM) stops the sweep as Ctrl-C does: the running point's child is
+    killed with it, the report says incomplete, and the exit status names the signal."""
+    import signal
+    import subprocess
+
+    # a point that times its forward pass for up to 120 s: still running when the signal comes
+    proc = subprocess.Popen([sys.executable, str(BENCHMARKS / "sparse_vs_dense.py"), "--ks", "1",
+                             "--hidden", "32", "--modes", "sparse", "--repeats", "1000000",
+                             "--warmup", "0", "--budget", "120", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        children = []
+        while not children and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            children = _point_children(proc.pid)
+        assert children, proc.stdout.read().decode() if proc.poll() is not None else "no child"
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{children[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)                      # killed: gone once its parent reaped it
+    orphan = Path(f"/proc/{children[0]}").exists()
+    if orphan:
+        os.kill(children[0], signal.SIGKILL)
+    assert not orphan, "the point's child outlived the sweep"
+    assert not (tmp_path / "sparse_vs_dense.json").exists()    # nothing measured: no report
+
+
+def test_stop_signals_ignored_on_entry_stay_ignored():
+    import signal
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)     # as under nohup
+    try:
+        with _common.exit_on_stop_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is _common._exit_on_signal
+        assert signal.getsignal(signal.SIGTERM) is not _common._exit_on_signal
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def test_time_repeats_counts_a_warmup_over_budget():
