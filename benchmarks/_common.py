@@ -17,9 +17,9 @@ import signal
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
